@@ -1,0 +1,46 @@
+# The two commands: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck layers pytest schema bench clean
+
+install: $(STAMP)
+
+# Re-install when the project's metadata changes; the stamp keeps `make test` fast otherwise.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e . --group dev
+	@touch $(STAMP)
+
+# Until the daemon lands (issue: GitOps reconciler), `run` loads the bundled examples exactly as
+# the daemon will and prints what it found.
+run: install
+	$(BIN)/agentflowd check examples/workflows
+
+test: install lint typecheck layers pytest
+
+lint:
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy
+
+layers:
+	$(BIN)/lint-imports
+
+pytest:
+	$(BIN)/pytest -q
+
+schema: install
+	$(BIN)/agentflow schema -o schemas/workflow.v1.schema.json
+
+bench: install
+	$(BIN)/python bench/validate.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,36 @@
+"""The ``agentflow`` command line: kubectl-like verbs over manifests and (later) the daemon.
+
+Exit codes: 0 ok, 1 failure (e.g. invalid manifests), 2 usage, 3 not found.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from agentflowd._version import __version__
+from agentflowd.cli import schema_cmd, validate
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="agentflow",
+    help="AgentFlow: GitOps for AI agent workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("validate")(validate.validate)
+app.command("schema")(schema_cmd.schema)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version of agentflow."""
+    typer.echo(f"agentflow {__version__}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

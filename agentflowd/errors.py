@@ -1,0 +1,81 @@
+"""The one exception hierarchy of agentflowd.
+
+Retry semantics live in the type (kopf's rule): a :class:`PermanentError` will fail the same way
+again until someone changes the input, so it is reported as ``failure`` and never retried; a
+:class:`TransientError` may succeed later and carries the delay to wait before trying again.
+Lookup errors also subclass :class:`LookupError` and build their message from the id.
+
+::
+
+    AgentFlowError
+    ├── PermanentError
+    │   ├── ManifestError            invalid manifests; carries every Diagnostic found
+    │   ├── UsageError               a command was called wrongly (exit code 2)
+    │   └── SourceError              a git repository or a file cannot be read as asked
+    │       └── RevisionNotFound     (also a LookupError) a ref or commit does not exist
+    └── TransientError               may succeed on a later attempt; ``.delay`` seconds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentflowd.manifest.diagnostics import Diagnostic
+
+__all__ = [
+    "AgentFlowError",
+    "ManifestError",
+    "PermanentError",
+    "RevisionNotFound",
+    "SourceError",
+    "TransientError",
+    "UsageError",
+]
+
+
+class AgentFlowError(Exception):
+    """Base class of every error agentflowd raises on purpose."""
+
+
+class PermanentError(AgentFlowError):
+    """Retrying will not help: the input, the configuration or the request must change."""
+
+
+class TransientError(AgentFlowError):
+    """A temporary condition (network, lock, rate limit); worth retrying after ``delay`` s."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class ManifestError(PermanentError):
+    """One or more manifests are invalid; ``diagnostics`` lists every problem found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        first = self.diagnostics[0].format() if self.diagnostics else "invalid manifest"
+        more = len(self.diagnostics) - 1
+        super().__init__(first + (f" (and {more} more)" if more > 0 else ""))
+
+
+class UsageError(PermanentError):
+    """A command or API call was made with arguments that cannot work."""
+
+
+class SourceError(PermanentError):
+    """A git repository, ref or file cannot be read as asked; ``revision`` names the ref."""
+
+    def __init__(self, message: str, *, revision: str | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
+class RevisionNotFound(SourceError, LookupError):
+    """The ref or commit does not exist in the repository."""
+
+    def __init__(self, revision: str, repo: str) -> None:
+        super().__init__(f"revision {revision!r} not found in {repo}", revision=revision)
+        self.repo = repo

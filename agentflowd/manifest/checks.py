@@ -1,0 +1,216 @@
+"""Semantic checks that a schema cannot express, within one workflow and across a repository.
+
+Within a workflow: agent names are unique, every ``dependsOn`` names an agent of the workflow,
+and the dependencies form a DAG (a cycle is reported with its path, ``a -> b -> a``).
+Across a repository: workflow names are unique, and no two webhook triggers share a path and
+method.
+
+The checks read the raw YAML data, not the validated model, so they still run when another
+field of the same manifest is invalid: a user sees every problem of a file in one pass. They
+skip values of the wrong type, which the schema validation already reports.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentflowd.manifest.diagnostics import Diagnostic, format_path
+from agentflowd.manifest.yamlread import Document, Path
+
+__all__ = ["Located", "check_repository", "check_workflow", "find_cycles"]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Located:
+    """A document of a file, as the checks see it."""
+
+    file: str
+    document: Document
+
+
+def _diag(loc: Located, path: Path, message: str, code: str, *, key: bool = False) -> Diagnostic:
+    mark = loc.document.mark_for(path, key=key)
+    return Diagnostic(
+        file=loc.file,
+        line=mark.line,
+        col=mark.col,
+        path=format_path(path),
+        message=message,
+        code=code,
+    )
+
+
+def _agents(data: Any) -> list[tuple[int, dict[str, Any]]]:
+    spec = data.get("spec") if isinstance(data, dict) else None
+    agents = spec.get("agents") if isinstance(spec, dict) else None
+    if not isinstance(agents, list):
+        return []
+    return [(i, a) for i, a in enumerate(agents) if isinstance(a, dict)]
+
+
+def check_workflow(loc: Located) -> list[Diagnostic]:
+    """Agent names unique, dependsOn targets exist, no dependency cycles."""
+    out: list[Diagnostic] = []
+    agents = _agents(loc.document.data)
+    first_index: dict[str, int] = {}
+    for i, agent in agents:
+        name = agent.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first_index:
+            j = first_index[name]
+            line = loc.document.mark_for(("spec", "agents", j, "name")).line
+            out.append(
+                _diag(
+                    loc,
+                    ("spec", "agents", i, "name"),
+                    f"duplicate agent name {name!r} (also spec.agents[{j}], line {line})",
+                    "duplicate-agent",
+                )
+            )
+        else:
+            first_index[name] = i
+
+    graph: dict[str, list[str]] = {name: [] for name in first_index}
+    edge_path: dict[tuple[str, str], Path] = {}
+    for i, agent in agents:
+        name, deps = agent.get("name"), agent.get("dependsOn")
+        if not isinstance(deps, list):
+            continue
+        for k, dep in enumerate(deps):
+            if not isinstance(dep, str):
+                continue
+            path: Path = ("spec", "agents", i, "dependsOn", k)
+            if dep not in first_index:
+                close = difflib.get_close_matches(dep, list(first_index), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(sorted(first_index)) or "none"
+                out.append(
+                    _diag(
+                        loc,
+                        path,
+                        f"unknown agent {dep!r}{hint} (agents: {known})",
+                        "unknown-dependency",
+                    )
+                )
+            elif isinstance(name, str) and first_index.get(name) == i:
+                graph[name].append(dep)
+                edge_path.setdefault((name, dep), path)
+
+    for cycle in find_cycles(graph):
+        # Report at the dependsOn entry that closes the cycle: cycle[-2] depends on cycle[-1].
+        path = edge_path[(cycle[-2], cycle[-1])]
+        out.append(_diag(loc, path, f"dependency cycle: {' -> '.join(cycle)}", "dependency-cycle"))
+    return out
+
+
+def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Every elementary cycle found by a depth-first walk, each once, as ``[a, b, ..., a]``.
+
+    A node's dependencies are visited in the order written, so the reported path follows the
+    manifest. Iterative, so a 500-agent chain cannot exhaust the stack.
+    """
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    seen: set[frozenset[tuple[str, str]]] = set()
+    cycles: list[list[str]] = []
+    for root in graph:
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        on_path: list[str] = [root]
+        color[root] = grey
+        while stack:
+            node, idx = stack[-1]
+            deps = graph[node]
+            if idx >= len(deps):
+                stack.pop()
+                on_path.pop()
+                color[node] = black
+                continue
+            stack[-1] = (node, idx + 1)
+            dep = deps[idx]
+            if color.get(dep) == grey:
+                cycle = [*on_path[on_path.index(dep) :], dep]
+                key = frozenset(zip(cycle, cycle[1:], strict=False))
+                if key not in seen:
+                    seen.add(key)
+                    cycles.append(cycle)
+            elif color.get(dep) == white:
+                color[dep] = grey
+                stack.append((dep, 0))
+                on_path.append(dep)
+    return cycles
+
+
+def _name(loc: Located) -> str | None:
+    data = loc.document.data
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _webhooks(loc: Located) -> list[tuple[Path, str, str]]:
+    data = loc.document.data
+    spec = data.get("spec") if isinstance(data, dict) else None
+    triggers = spec.get("triggers") if isinstance(spec, dict) else None
+    out: list[tuple[Path, str, str]] = []
+    if not isinstance(triggers, list):
+        return out
+    for i, trig in enumerate(triggers):
+        hook = trig.get("webhook") if isinstance(trig, dict) else None
+        if not isinstance(hook, dict) or not isinstance(hook.get("path"), str):
+            continue
+        method = hook.get("method", "POST")
+        if isinstance(method, str):
+            out.append((("spec", "triggers", i, "webhook", "path"), hook["path"], method.upper()))
+    return out
+
+
+def _collisions(
+    items: Sequence[tuple[Located, Path, Any]],
+    message: Callable[[Any, str], str],
+    code: str,
+) -> list[tuple[Located, Diagnostic]]:
+    """Report every item whose key another item also has, naming where the others are.
+
+    Both sides are invalid: applying either one would depend on file order.
+    """
+    groups: dict[Any, list[tuple[Located, Path]]] = {}
+    for loc, path, key in items:
+        groups.setdefault(key, []).append((loc, path))
+    out: list[tuple[Located, Diagnostic]] = []
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        for loc, path in members:
+            others = ", ".join(
+                f"{o.file}:{o.document.mark_for(p).line}"
+                for o, p in members
+                if o is not loc or p != path
+            )
+            out.append((loc, _diag(loc, path, message(key, others), code)))
+    return out
+
+
+def check_repository(docs: Sequence[Located]) -> list[tuple[Located, Diagnostic]]:
+    """Workflow names unique across the repo; webhook (method, path) pairs unique.
+
+    Each diagnostic comes with the document it belongs to.
+    """
+    names = [(loc, ("metadata", "name"), _name(loc)) for loc in docs if _name(loc) is not None]
+    out = _collisions(
+        names,
+        lambda key, others: f"workflow {key!r} is also defined at {others}",
+        "duplicate-workflow",
+    )
+    hooks = [(loc, path, (method, route)) for loc in docs for path, route, method in _webhooks(loc)]
+    out += _collisions(
+        hooks,
+        lambda key, others: f"webhook {key[0]} {key[1]} is also used at {others}",
+        "duplicate-webhook",
+    )
+    return out

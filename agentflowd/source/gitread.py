@@ -1,0 +1,106 @@
+"""Manifests of one git commit, read straight from its tree (no checkout), with pygit2.
+
+This is what ``agentflow validate --git REF`` and the reconciler read: the exact bytes committed,
+whatever the working tree holds. Symlinks are refused (a link to ``/etc/passwd`` must never be
+read), sizes are checked from the object header before a blob is loaded, and paths cannot leave
+the requested sub-directory because they are walked from the tree, never joined from strings.
+
+pygit2 objects are not thread-safe: call this from one thread per repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+from agentflowd.errors import RevisionNotFound, SourceError
+from agentflowd.manifest import Limits, SourceFile
+from agentflowd.source.files import MANIFEST_SUFFIXES
+
+__all__ = ["GitSnapshot", "read_commit"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitSnapshot:
+    """The manifests of one commit."""
+
+    commit: str
+    ref: str
+    files: list[SourceFile]
+
+
+def read_commit(
+    repo_dir: Path,
+    ref: str,
+    subpaths: Sequence[str] = (),
+    limits: Limits | None = None,
+) -> GitSnapshot:
+    """Read the manifest files of ``ref`` (a branch, tag, sha or ``HEAD~1``) in ``repo_dir``."""
+    limits = limits or Limits()
+    found = pygit2.discover_repository(str(repo_dir))
+    if found is None:
+        raise SourceError(f"{repo_dir} is not inside a git repository", revision=ref)
+    repo = pygit2.Repository(found)
+    try:
+        commit = repo.revparse_single(ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise RevisionNotFound(ref, str(repo_dir)) from exc
+    files: list[SourceFile] = []
+    roots = [p.strip("/") for p in subpaths] or [""]
+    for root in roots:
+        tree: pygit2.Object = commit.tree
+        if root:
+            try:
+                tree = commit.tree[root]
+            except KeyError as exc:
+                raise SourceError(f"path {root!r} does not exist at {ref}", revision=ref) from exc
+        if tree.type == ObjectType.BLOB:
+            files.append(_blob(repo, tree, root, limits, named=True))
+        else:
+            assert isinstance(tree, pygit2.Tree)
+            _walk(repo, tree, root, limits, files)
+    return GitSnapshot(commit=str(commit.id), ref=ref, files=files)
+
+
+def _walk(
+    repo: pygit2.Repository, tree: pygit2.Tree, prefix: str, limits: Limits, out: list[SourceFile]
+) -> None:
+    stack = [(tree, prefix)]
+    while stack:
+        current, base = stack.pop()
+        entries = sorted(current, key=lambda e: e.name or "")
+        subtrees = []
+        for entry in entries:
+            name = entry.name or ""
+            path = f"{base}/{name}" if base else name
+            if name.startswith("."):
+                continue
+            if entry.filemode == FileMode.TREE:
+                subtrees.append((repo[entry.id], path))
+            elif name.endswith(MANIFEST_SUFFIXES):
+                out.append(_blob(repo, entry, path, limits))
+        stack.extend(reversed(subtrees))  # type: ignore[arg-type]
+
+
+def _blob(
+    repo: pygit2.Repository, entry: pygit2.Object, path: str, limits: Limits, *, named: bool = False
+) -> SourceFile:
+    if entry.filemode == FileMode.LINK:
+        target = repo[entry.id].data.decode("utf-8", "replace")  # type: ignore[attr-defined]
+        return SourceFile(path=path, error=f"symlink to {target!r} is refused", code="symlink")
+    if entry.filemode == FileMode.COMMIT:
+        return SourceFile(path=path, error="a submodule is not a manifest", code="submodule")
+    _type, size = repo.odb.read_header(entry.id)
+    if size > limits.max_bytes:
+        return SourceFile(
+            path=path,
+            error=f"file is {size:,} bytes, over the limit of {limits.max_bytes:,} bytes",
+            code="file-too-large",
+        )
+    blob = repo[entry.id]
+    assert isinstance(blob, pygit2.Blob)
+    return SourceFile(path=path, data=blob.data)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a throwaway PostgreSQL database, git repositories, manifest text."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.manifests import VALID
+
+POSTGRES_ENV = "AGENTFLOW_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run, dropped afterwards.
+
+    Skips only when AGENTFLOW_TEST_POSTGRES_URL is unset (`.ci/run` always sets it).
+    """
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"agentflow_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run the git CLI in ``cwd`` with a fixed identity; returns stdout."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_SYSTEM": "/dev/null",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
+    """Make a git repository whose first commit holds ``files`` (path -> content)."""
+
+    def make(files: dict[str, str | bytes]) -> Path:
+        repo = tmp_path / "repo"
+        repo.mkdir(exist_ok=True)
+        if not (repo / ".git").exists():
+            git(repo, "init", "-q", "-b", "main")
+        for rel, content in files.items():
+            path = repo / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "manifests")
+        return repo
+
+    return make
+
+
+@pytest.fixture
+def valid_text() -> str:
+    """A valid manifest using most features."""
+    return VALID
