@@ -17,11 +17,11 @@ from agentflowd.manifest.yamlread import Limits
 
 __all__ = [
     "API_VERSION",
-    "KIND",
     "Agent",
     "CronError",
     "CronSchedule",
     "Diagnostic",
+    "KIND",
     "Limits",
     "LoadReport",
     "LoadedManifest",

@@ -44,7 +44,6 @@ from agentflowd.manifest.quantities import (
 
 __all__ = [
     "API_VERSION",
-    "KIND",
     "Agent",
     "Backoff",
     "Budget",
@@ -52,6 +51,7 @@ __all__ = [
     "Conditions",
     "Config",
     "HttpMethod",
+    "KIND",
     "LLMConfig",
     "LLMRouting",
     "Limits",

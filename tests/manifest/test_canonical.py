@@ -68,7 +68,7 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
             }
         agents.append(agent)
     spec: dict[str, Any] = {"agents": agents}
-    triggers = []
+    triggers: list[dict[str, Any]] = []
     for j in range(draw(st.integers(0, 3))):
         if draw(st.booleans()):
             triggers.append(

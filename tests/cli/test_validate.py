@@ -1,0 +1,243 @@
+"""`agentflow validate` as users and CI call it: exit codes, formats, directories, git."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentflowd.cli import app
+from agentflowd.cli.report import _github
+from agentflowd.manifest import Diagnostic
+from tests.conftest import git
+from tests.manifests import VALID, named
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Invoke the CLI in-process; returns (exit code, stdout, stderr)."""
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+def test_examples_are_valid():
+    code, out, _ = run("validate", str(ROOT / "examples" / "workflows"))
+    assert code == 0
+    assert out.splitlines()[-1] == "OK: 4 files, 4 workflows valid"
+
+
+def test_invalid_manifest_exits_1_with_file_line_col(tmp_path):
+    bad = VALID.replace("dependsOn: [respond]", "dependOn: [respond]")
+    write(tmp_path, {"a.yaml": named("a"), "sub/b.yaml": bad})
+    code, out, _ = run("validate", str(tmp_path))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"{tmp_path}/sub/b.yaml:28:7: error: spec.agents[2].dependOn: "
+        "unknown field 'dependOn'; did you mean 'dependsOn'?"
+    )
+    assert lines[-1] == "FAILED: 1 error in 1 of 2 files; 1 of 2 workflows valid"
+
+
+def test_directories_are_walked_recursively_skipping_hidden_and_other_files(tmp_path):
+    write(
+        tmp_path,
+        {
+            "a.yaml": named("a"),
+            "deep/er/b.yml": named("b"),
+            ".github/workflows/ci.yaml": "on: push\n",
+            ".hidden.yaml": "junk: [",
+            "README.md": "# not a manifest",
+        },
+    )
+    code, out, _ = run("validate", str(tmp_path))
+    assert (code, out.splitlines()[-1]) == (0, "OK: 2 files, 2 workflows valid")
+
+
+def test_symlinks_in_a_walk_are_reported_not_followed(tmp_path):
+    outside = write(tmp_path / "outside", {"secret.yaml": named("secret")})
+    repo = write(tmp_path / "repo", {"a.yaml": named("a")})
+    (repo / "link.yaml").symlink_to(outside / "secret.yaml")
+    (repo / "linkdir").symlink_to(outside)
+    code, out, _ = run("validate", str(repo))
+    assert code == 1
+    assert f"{repo}/link.yaml: error: symlink to '{outside}/secret.yaml' is not followed" in out
+    assert f"{repo}/linkdir: error: symlink to '{outside}' is not followed" in out
+
+
+def test_json_format(tmp_path):
+    write(tmp_path, {"a.yaml": named("a"), "b.yaml": "kind: [\n"})
+    code, out, _ = run("validate", "--format", "json", str(tmp_path))
+    assert code == 1
+    data = json.loads(out)
+    assert data["valid"] is False
+    assert [w["name"] for w in data["workflows"]] == ["a"]
+    assert len(data["workflows"][0]["hash"]) == 64
+    (diag,) = data["diagnostics"]
+    assert diag["file"].endswith("b.yaml") and diag["code"] == "yaml-syntax" and diag["line"] == 2
+    assert data["summary"].startswith("FAILED: 1 error in 1 of 2 files")
+
+
+def test_github_format(tmp_path):
+    write(tmp_path, {"a.yaml": VALID.replace("memory: 512Mi", "memory: 512m")})
+    code, out, _ = run("validate", "-f", "github", "a.yaml", cwd=tmp_path)
+    assert code == 1
+    assert out.splitlines() == [
+        (
+            "::error file=a.yaml,line=16,col=17,title=agentflow schema-value-error::"
+            "spec.agents[0].resources.memory: '512m' is not a memory size; did you mean 512Mi?"
+        ),
+        "FAILED: 1 error in 1 of 1 file; 0 of 1 workflow valid",
+    ]
+
+
+def test_github_annotations_escape_their_syntax():
+    diag = Diagnostic(file="a,b:c.yaml", line=0, message="50% off\nnext", code="x")
+    assert _github(diag) == "::error file=a%2Cb%3Ac.yaml,title=agentflow x::50%25 off%0Anext"
+
+
+def test_verbose_describes_workflows():
+    code, out, _ = run("validate", "-v", str(ROOT / "examples" / "workflows"))
+    assert code == 0
+    assert "workflow customer-support-pipeline (valid)" in out
+    assert "[ticket-classifier] -> [response-generator] -> [quality-checker]" in out
+    assert "cron '0 9 * * 1-5' UTC, next " in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give at least one PATH"),
+        (("/no/such/path",), "/no/such/path: no such file or directory"),
+        (("--format", "xml", "."), "Invalid value for '--format'"),
+        (("--bogus",), "No such option: --bogus"),
+    ],
+    ids=["no-paths", "missing-path", "bad-format", "bad-option"],
+)
+def test_usage_errors_exit_2(args, message):
+    code, out, err = run("validate", *args)
+    assert code == 2
+    assert message in err
+
+
+def test_empty_directory_fails(tmp_path):
+    code, out, _ = run("validate", str(tmp_path))
+    assert (code, out.strip()) == (1, "FAILED: no manifest files (*.yaml, *.yml) found")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"a: " + b"x" * 2_000_000 + b"\n", "over the limit of 1,048,576 bytes"),
+        (
+            "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 12))
+            .replace("*l0", "lol")
+            .encode(),
+            "billion laughs",
+        ),
+        (b"a: " + b"[" * 200_000 + b"]" * 200_000 + b"\n", "nesting is deeper than 64 levels"),
+        (b"a: \xff\xfe\n", "not valid UTF-8"),
+        (b"a:\n\tb: 1\n", "tab character in indentation"),
+    ],
+    ids=["huge", "billion-laughs", "deep", "not-utf8", "tabs"],
+)
+def test_hostile_files_get_one_clear_line(tmp_path, content, fragment):
+    write(tmp_path, {"evil.yaml": content, "good.yaml": named("good")})
+    code, out, _ = run("validate", str(tmp_path))
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert lines[0].startswith(f"{tmp_path}/evil.yaml") and fragment in lines[0]
+
+
+def test_validate_a_git_commit_without_checkout(git_repo):
+    repo = git_repo({"workflows/a.yaml": named("a"), "workflows/b.yaml": named("b")})
+    first = git(repo, "rev-parse", "HEAD")
+    bad = named("b").replace("dependsOn: [respond]", "dependsOn: [nobody]")
+    git_repo({"workflows/b.yaml": bad})
+    # The working tree is broken too, but --git reads only the commit.
+    (repo / "workflows" / "a.yaml").write_text("garbage: [", encoding="utf-8")
+
+    code, out, _ = run("validate", "--git", first, "--repo", str(repo))
+    assert code == 0, out
+    assert out.splitlines()[-2:] == [f"commit {first}", "OK: 2 files, 2 workflows valid"]
+
+    code, out, _ = run("validate", "--git", "main", "--repo", str(repo), "-f", "github")
+    assert code == 1
+    assert out.splitlines()[0].startswith("::error file=workflows/b.yaml,line=28,col=19,")
+
+
+def test_validate_git_subpath_and_bad_ref(git_repo):
+    repo = git_repo({"prod/a.yaml": named("a"), "dev/a.yaml": "broken: ["})
+    code, out, _ = run("validate", "--git", "HEAD", "--repo", str(repo), "prod")
+    assert (code, out.splitlines()[-1]) == (0, "OK: 1 file, 1 workflow valid")
+    code, _, err = run("validate", "--git", "no-such-branch", "--repo", str(repo))
+    assert code == 2 and "revision 'no-such-branch' not found" in err
+    code, _, err = run("validate", "--git", "HEAD", "--repo", str(repo), "nowhere")
+    assert code == 2 and "path 'nowhere' does not exist at HEAD" in err
+
+
+def test_console_scripts_end_to_end(tmp_path):
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run(
+        [BIN / "agentflowd", "check", ROOT / "examples" / "workflows"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "content-generation-pipeline (valid)" in done.stdout
+    assert "[content-planner] -> [content-writer] -> [seo-optimizer, copy-editor]" in done.stdout
+    write(tmp_path, {"bad.yaml": "apiVersion: v9\n"})
+    done = subprocess.run(
+        [BIN / "agentflow", "validate", tmp_path / "bad.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "bad.yaml:1:13: error: apiVersion: apiVersion 'v9' is not supported" in done.stdout
+
+
+def test_schema_command(tmp_path):
+    code, out, _ = run("schema")
+    assert code == 0 and json.loads(out)["title"] == "AgentFlow Workflow"
+    code, _, _ = run("schema", "-o", str(ROOT / "schemas" / "workflow.v1.schema.json"), "--check")
+    assert code == 0
+    stale = tmp_path / "s.json"
+    stale.write_text("{}", encoding="utf-8")
+    code, _, err = run("schema", "-o", str(stale), "--check")
+    assert code == 1 and "out of date" in err
+    code, _, _ = run("schema", "-o", str(stale))
+    assert code == 0 and json.loads(stale.read_text())["title"] == "AgentFlow Workflow"
+
+
+def test_version():
+    code, out, _ = run("version")
+    assert code == 0 and out.startswith("agentflow 0.")

@@ -1,0 +1,51 @@
+"""The public surface is a test: every package's __all__ is sorted, complete and importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "agentflowd",
+    "agentflowd.errors",
+    "agentflowd.manifest",
+    "agentflowd.manifest.model",
+    "agentflowd.source",
+    "agentflowd.cli",
+    "sandbox",
+    "router",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_sorted_and_importable(name):
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert list(exported) == sorted(exported)
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.{attr}"
+
+
+def test_top_level_exports():
+    import agentflowd
+
+    public = {n for n in dir(agentflowd) if not n.startswith("_")} - {
+        "cli",
+        "errors",
+        "manifest",
+        "source",  # subpackages
+        "annotations",  # from __future__ import annotations
+    }
+    assert public == set(agentflowd.__all__) - {"__version__"}
+
+
+def test_error_hierarchy():
+    from agentflowd import errors
+
+    assert issubclass(errors.ManifestError, errors.PermanentError)
+    assert issubclass(errors.RevisionNotFound, errors.SourceError)
+    assert issubclass(errors.RevisionNotFound, LookupError)
+    assert errors.TransientError("x", delay=3).delay == 3
+    for name in errors.__all__:
+        assert getattr(errors, name).__doc__, name
