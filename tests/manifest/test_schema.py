@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -52,8 +53,9 @@ def test_every_example_validates_under_jsonschema_and_the_loader(path):
     assert load_sources([SourceFile(path=path.name, data=data)]).valid
 
 
-def _valid_data() -> dict:
-    return read_yaml(VALID.encode(), "v.yaml").documents[0].data
+def _valid_data() -> dict[str, Any]:
+    data: dict[str, Any] = read_yaml(VALID.encode(), "v.yaml").documents[0].data
+    return data
 
 
 @pytest.mark.parametrize(
