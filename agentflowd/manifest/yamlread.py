@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -57,8 +57,7 @@ class Limits:
     max_nodes: int = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class Mark:
+class Mark(NamedTuple):
     """A 1-based line and column in the file."""
 
     line: int
@@ -127,12 +126,43 @@ class _Frame:
 
 
 _yaml = YAML(typ="safe", pure=False)
-_resolver = _yaml.resolver
 _constructor = _yaml.constructor
+try:  # libyaml through ruamel.yaml.clib: a fresh parser per call, no shared state
+    from _ruamel_yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - the pure-Python parser, ~8x slower
+    _CParser = None
+
+
+def _events(text: str) -> Iterator[Any]:
+    """Parse events of ``text``. A new parser each call: safe from any thread, and nothing
+    accumulates (``YAML.parse`` appends to ``doc_infos`` on every call, forever)."""
+    if _CParser is None:  # pragma: no cover
+        yield from YAML(typ="safe", pure=True).parse(text)
+        return
+    parser = _CParser(text)
+    try:
+        while parser.check_event():
+            yield parser.get_event()
+    finally:
+        parser.dispose()
+
+
+# ruamel's YAML 1.2 implicit-resolver table, read once: first character -> [(tag, regexp)].
+# Going through Resolver.resolve() costs a property lookup chain per scalar (a fifth of the
+# load time of a typical manifest); the table and the matching are ruamel's own.
+_IMPLICIT: dict[str, list[tuple[str, Any]]] = _yaml.resolver.versioned_resolver
+
+
+def _resolve_plain(value: str) -> str:
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return str(tag)
+    return f"{_CORE}str"
 
 
 def _mark(ev: Any) -> Mark:
-    return Mark(ev.start_mark.line + 1, ev.start_mark.column + 1)
+    start = ev.start_mark
+    return Mark(start.line + 1, start.column + 1)
 
 
 def read_yaml(data: bytes, file: str, limits: Limits | None = None) -> ReadResult:
@@ -258,8 +288,9 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
             return (*top.path, len(top.value))
         return (*top.path, top.key if top.key is not None else "?")
 
-    for ev in _yaml.parse(text):
-        if isinstance(ev, ScalarEvent):
+    for ev in _events(text):
+        kind = type(ev)
+        if kind is ScalarEvent:
             mark = _mark(ev)
             nodes += 1
             top = stack[-1] if stack else None
@@ -270,10 +301,10 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
                 top.is_merge = ev.value == "<<" and ev.implicit[0]
                 continue
             add(_scalar(ev, mark), mark, 1, ev.anchor)
-        elif isinstance(ev, MappingStartEvent | SequenceStartEvent):
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
             mark = _mark(ev)
             nodes += 1
-            is_map = isinstance(ev, MappingStartEvent)
+            is_map = kind is MappingStartEvent
             if ev.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
                 raise _Abort(mark, f"unsupported YAML tag {ev.tag!r}", "yaml-tag")
             if stack and stack[-1].kind == "map" and stack[-1].key is None:
@@ -291,7 +322,7 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
                     mark=mark,
                 )
             )
-        elif isinstance(ev, MappingEndEvent | SequenceEndEvent):
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
             frame = stack.pop()
             if frame.merges:
                 explicit = frame.value
@@ -301,7 +332,7 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
                 combined.update(explicit)
                 frame.value = combined
             add(frame.value, frame.mark, frame.size, frame.anchor)
-        elif isinstance(ev, AliasEvent):
+        elif kind is AliasEvent:
             mark = _mark(ev)
             if ev.anchor not in anchors:
                 raise _Abort(mark, f"unknown alias *{ev.anchor}", "yaml-alias")
@@ -317,11 +348,11 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
                     "yaml-alias-bomb",
                 )
             add(value, mark, size, None)
-        elif isinstance(ev, DocumentStartEvent):
+        elif kind is DocumentStartEvent:
             doc = Document(index=index, data=None, start=_mark(ev))
             anchors.clear()
             nodes = 0
-        elif isinstance(ev, DocumentEndEvent):
+        elif kind is DocumentEndEvent:
             assert doc is not None
             index += 1
             if doc.data is not None:
@@ -338,7 +369,7 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
 def _scalar(ev: Any, mark: Mark) -> Any:
     tag = ev.tag
     if tag is None or tag == "!":
-        tag = str(_resolver.resolve(ScalarNode, ev.value, ev.implicit))
+        tag = _resolve_plain(ev.value) if ev.implicit[0] else f"{_CORE}str"
     if tag not in _SCALAR_TAGS and tag != f"{_CORE}merge":
         raise _Abort(mark, f"unsupported YAML tag {tag!r}", "yaml-tag")
     if tag.endswith((":str", ":timestamp", ":merge")):
