@@ -11,9 +11,14 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     ├── PermanentError
     │   ├── ManifestError            invalid manifests; carries every Diagnostic found
     │   ├── UsageError               a command was called wrongly (exit code 2)
+    │   ├── ConflictError            the change contradicts the current state (e.g. ownership)
+    │   ├── NotFound                 (also a LookupError) a named thing does not exist
+    │   │   ├── WorkflowNotFound
+    │   │   └── RevisionRecordNotFound
     │   └── SourceError              a git repository or a file cannot be read as asked
     │       └── RevisionNotFound     (also a LookupError) a ref or commit does not exist
     └── TransientError               may succeed on a later attempt; ``.delay`` seconds
+        └── StoreUnavailable         the database cannot be reached or is locked
 """
 
 from __future__ import annotations
@@ -26,12 +31,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentFlowError",
+    "ConflictError",
     "ManifestError",
+    "NotFound",
     "PermanentError",
     "RevisionNotFound",
+    "RevisionRecordNotFound",
     "SourceError",
+    "StoreUnavailable",
     "TransientError",
     "UsageError",
+    "WorkflowNotFound",
 ]
 
 
@@ -79,3 +89,35 @@ class RevisionNotFound(SourceError, LookupError):
     def __init__(self, revision: str, repo: str) -> None:
         super().__init__(f"revision {revision!r} not found in {repo}", revision=revision)
         self.repo = repo
+
+
+class ConflictError(PermanentError):
+    """The change contradicts the current state, e.g. writing a workflow another origin owns."""
+
+    def __init__(self, message: str, *, workflow: str | None = None) -> None:
+        super().__init__(message)
+        self.workflow = workflow
+
+
+class NotFound(PermanentError, LookupError):
+    """A named object does not exist."""
+
+
+class WorkflowNotFound(NotFound):
+    """No workflow has this name."""
+
+    def __init__(self, workflow: str) -> None:
+        super().__init__(f"workflow {workflow!r} not found")
+        self.workflow = workflow
+
+
+class RevisionRecordNotFound(NotFound):
+    """No synced or validated revision has this id."""
+
+    def __init__(self, revision_id: int) -> None:
+        super().__init__(f"revision record {revision_id} not found")
+        self.revision_id = revision_id
+
+
+class StoreUnavailable(TransientError):
+    """The database cannot be reached, or stayed locked past the busy timeout."""

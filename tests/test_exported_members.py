@@ -12,6 +12,7 @@ MODULES = [
     "agentflowd.manifest",
     "agentflowd.manifest.model",
     "agentflowd.source",
+    "agentflowd.store",
     "agentflowd.cli",
     "sandbox",
     "router",
@@ -28,14 +29,14 @@ def test_all_is_sorted_and_importable(name):
 
 
 def test_top_level_exports():
+    import inspect
+
     import agentflowd
 
-    public = {n for n in dir(agentflowd) if not n.startswith("_")} - {
-        "cli",
-        "errors",
-        "manifest",
-        "source",  # subpackages
-        "annotations",  # from __future__ import annotations
+    public = {
+        name
+        for name, value in vars(agentflowd).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
     assert public == set(agentflowd.__all__) - {"__version__"}
 

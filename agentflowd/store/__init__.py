@@ -1,0 +1,48 @@
+"""Actual state: workflows as applied, their history, synced revisions, source positions.
+
+:func:`open_store` opens a database by URL (a path or ``sqlite:///…`` for SQLite,
+``postgresql://…`` for PostgreSQL) and migrates it to the newest schema.
+"""
+
+from __future__ import annotations
+
+from agentflowd.store.base import HISTORY_LIMIT, Store
+from agentflowd.store.memory import MemoryStore
+from agentflowd.store.records import (
+    HistoryAction,
+    HistoryEntry,
+    Origin,
+    RevisionKind,
+    RevisionRecord,
+    RevisionState,
+    SourceState,
+    StoredWorkflow,
+    WorkflowWrite,
+)
+from agentflowd.store.sql import SqlStore
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "HistoryAction",
+    "HistoryEntry",
+    "MemoryStore",
+    "Origin",
+    "RevisionKind",
+    "RevisionRecord",
+    "RevisionState",
+    "SourceState",
+    "SqlStore",
+    "Store",
+    "StoredWorkflow",
+    "WorkflowWrite",
+    "open_store",
+]
+
+
+def open_store(url: str) -> SqlStore:
+    """Open the database at ``url`` and migrate it to the newest schema."""
+    from agentflowd.store import migrate
+
+    store = SqlStore.open(url)
+    migrate.upgrade(store.engine)
+    return store

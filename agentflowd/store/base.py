@@ -1,0 +1,113 @@
+"""The store interface: the actual state the reconciler compares git against.
+
+Every method is one transaction, and every write takes ``now`` from the caller (an injected
+clock), so tests control time. Implementations: :class:`~agentflowd.store.sql.SqlStore`
+(SQLite, PostgreSQL) and :class:`~agentflowd.store.memory.MemoryStore`; one contract suite
+(``tests/store/test_contract.py``) runs against all of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from agentflowd.store.records import (
+    HistoryAction,
+    HistoryEntry,
+    RevisionKind,
+    RevisionRecord,
+    RevisionState,
+    SourceState,
+    StoredWorkflow,
+    WorkflowWrite,
+)
+
+__all__ = ["HISTORY_LIMIT", "Store"]
+
+HISTORY_LIMIT = 10
+
+
+class Store(Protocol):
+    """Workflows, their history, revisions and source state."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def workflows(self) -> dict[str, StoredWorkflow]:
+        """Every stored workflow by name."""
+        ...
+
+    def get_workflow(self, name: str) -> StoredWorkflow:
+        """One workflow; raises :class:`~agentflowd.errors.WorkflowNotFound`."""
+        ...
+
+    def put_workflow(
+        self, write: WorkflowWrite, *, action: HistoryAction, now: datetime
+    ) -> StoredWorkflow:
+        """Make ``write`` the active version: bump the generation, record it in the history
+        (keeping the last :data:`HISTORY_LIMIT`), clear the last error. Keeps suspend and pin."""
+        ...
+
+    def delete_workflow(self, name: str) -> None:
+        """Remove a workflow and its history; raises WorkflowNotFound."""
+        ...
+
+    def set_error(
+        self,
+        name: str,
+        diagnostics: list[dict[str, Any]] | None,
+        revision: str | None,
+        *,
+        now: datetime,
+    ) -> None:
+        """Record (or clear, with ``None``) why the newest version could not be applied."""
+        ...
+
+    def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
+        """Suspend or resume a workflow's triggers."""
+        ...
+
+    def set_pin(self, name: str, revision: str | None, *, now: datetime) -> StoredWorkflow:
+        """Pin to a revision (auto-sync leaves it alone) or unpin with ``None``."""
+        ...
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """Applied versions, newest first."""
+        ...
+
+    def begin_revision(
+        self, *, source: str, sha: str, ref: str, kind: RevisionKind, now: datetime
+    ) -> RevisionRecord:
+        """Record that a revision was picked up (state ``pending``)."""
+        ...
+
+    def finish_revision(
+        self,
+        revision_id: int,
+        *,
+        state: RevisionState,
+        summary: str,
+        diagnostics: list[dict[str, Any]],
+        counts: dict[str, int],
+        now: datetime,
+    ) -> RevisionRecord:
+        """Record the outcome of a revision."""
+        ...
+
+    def get_revision(self, revision_id: int) -> RevisionRecord:
+        """One revision record; raises RevisionRecordNotFound."""
+        ...
+
+    def revisions(
+        self, *, limit: int = 50, kind: RevisionKind | None = None
+    ) -> list[RevisionRecord]:
+        """Revision records, newest first."""
+        ...
+
+    def source_state(self, name: str) -> SourceState | None:
+        """What was last seen and applied from a source, if anything."""
+        ...
+
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace a source's state."""
+        ...

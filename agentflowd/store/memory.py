@@ -1,0 +1,197 @@
+"""The store in memory: for tests and tools that need the interface without a database.
+
+Behaves exactly like :class:`~agentflowd.store.sql.SqlStore` (the same contract suite runs
+against both); values are deep-copied in and out so callers cannot alias the stored state.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from agentflowd.errors import RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.store.base import HISTORY_LIMIT
+from agentflowd.store.records import (
+    HistoryAction,
+    HistoryEntry,
+    RevisionKind,
+    RevisionRecord,
+    RevisionState,
+    SourceState,
+    StoredWorkflow,
+    WorkflowWrite,
+)
+
+__all__ = ["MemoryStore"]
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+
+
+class MemoryStore:
+    """:class:`~agentflowd.store.base.Store` in a dict, guarded by one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workflows: dict[str, StoredWorkflow] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+        self._revisions: list[RevisionRecord] = []
+        self._sources: dict[str, SourceState] = {}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def workflows(self) -> dict[str, StoredWorkflow]:
+        with self._lock:
+            return {k: copy.deepcopy(v) for k, v in sorted(self._workflows.items())}
+
+    def _get(self, name: str) -> StoredWorkflow:
+        try:
+            return self._workflows[name]
+        except KeyError:
+            raise WorkflowNotFound(name) from None
+
+    def get_workflow(self, name: str) -> StoredWorkflow:
+        with self._lock:
+            return copy.deepcopy(self._get(name))
+
+    def put_workflow(
+        self, write: WorkflowWrite, *, action: HistoryAction, now: datetime
+    ) -> StoredWorkflow:
+        _aware(now)
+        with self._lock:
+            current = self._workflows.get(write.name)
+            generation = 1 if current is None else current.generation + 1
+            stored = StoredWorkflow(
+                name=write.name,
+                origin=write.origin,
+                spec=copy.deepcopy(write.spec),
+                spec_hash=write.spec_hash,
+                revision=write.revision,
+                file=write.file,
+                generation=generation,
+                suspended=current.suspended if current else False,
+                pinned_revision=current.pinned_revision if current else None,
+                last_error=None,
+                error_revision=None,
+                created_at=current.created_at if current else now,
+                updated_at=now,
+            )
+            self._workflows[write.name] = stored
+            entries = self._history.setdefault(write.name, [])
+            entries.insert(
+                0,
+                HistoryEntry(
+                    name=write.name,
+                    generation=generation,
+                    spec=copy.deepcopy(write.spec),
+                    spec_hash=write.spec_hash,
+                    revision=write.revision,
+                    action=action,
+                    applied_at=now,
+                ),
+            )
+            del entries[HISTORY_LIMIT:]
+            return copy.deepcopy(stored)
+
+    def delete_workflow(self, name: str) -> None:
+        with self._lock:
+            self._get(name)
+            del self._workflows[name]
+            self._history.pop(name, None)
+
+    def _update(self, name: str, now: datetime, **values: Any) -> StoredWorkflow:
+        _aware(now)
+        with self._lock:
+            stored = replace(self._get(name), updated_at=now, **values)
+            self._workflows[name] = stored
+            return copy.deepcopy(stored)
+
+    def set_error(
+        self,
+        name: str,
+        diagnostics: list[dict[str, Any]] | None,
+        revision: str | None,
+        *,
+        now: datetime,
+    ) -> None:
+        self._update(name, now, last_error=copy.deepcopy(diagnostics), error_revision=revision)
+
+    def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, suspended=suspended)
+
+    def set_pin(self, name: str, revision: str | None, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, pinned_revision=revision)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        with self._lock:
+            return copy.deepcopy(self._history.get(name, []))
+
+    def begin_revision(
+        self, *, source: str, sha: str, ref: str, kind: RevisionKind, now: datetime
+    ) -> RevisionRecord:
+        _aware(now)
+        with self._lock:
+            record = RevisionRecord(
+                id=len(self._revisions) + 1,
+                source=source,
+                sha=sha,
+                ref=ref,
+                kind=kind,
+                state=RevisionState.PENDING,
+                started_at=now,
+                finished_at=None,
+                summary="",
+            )
+            self._revisions.append(record)
+            return record
+
+    def finish_revision(
+        self,
+        revision_id: int,
+        *,
+        state: RevisionState,
+        summary: str,
+        diagnostics: list[dict[str, Any]],
+        counts: dict[str, int],
+        now: datetime,
+    ) -> RevisionRecord:
+        with self._lock:
+            if not 0 < revision_id <= len(self._revisions):
+                raise RevisionRecordNotFound(revision_id)
+            record = replace(
+                self._revisions[revision_id - 1],
+                state=state,
+                summary=summary,
+                diagnostics=copy.deepcopy(diagnostics),
+                counts=dict(counts),
+                finished_at=now,
+            )
+            self._revisions[revision_id - 1] = record
+            return record
+
+    def get_revision(self, revision_id: int) -> RevisionRecord:
+        with self._lock:
+            if not 0 < revision_id <= len(self._revisions):
+                raise RevisionRecordNotFound(revision_id)
+            return self._revisions[revision_id - 1]
+
+    def revisions(
+        self, *, limit: int = 50, kind: RevisionKind | None = None
+    ) -> list[RevisionRecord]:
+        with self._lock:
+            found = [r for r in reversed(self._revisions) if kind is None or r.kind is kind]
+            return found[:limit]
+
+    def source_state(self, name: str) -> SourceState | None:
+        with self._lock:
+            return self._sources.get(name)
+
+    def save_source_state(self, state: SourceState) -> None:
+        with self._lock:
+            self._sources[state.name] = state

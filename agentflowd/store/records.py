@@ -1,0 +1,135 @@
+"""What the store holds, as frozen value objects: workflows, their history, synced revisions.
+
+These are the *actual* state the reconciler diffs the desired state (git) against. Specs are
+stored in canonical form (:mod:`agentflowd.manifest.canonical`) with their hash, so a diff is a
+string comparison.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "HistoryAction",
+    "HistoryEntry",
+    "Origin",
+    "RevisionKind",
+    "RevisionRecord",
+    "RevisionState",
+    "SourceState",
+    "StoredWorkflow",
+    "WorkflowWrite",
+]
+
+
+class Origin(enum.StrEnum):
+    """Who manages a workflow: the git source, or the API (``agentflow deploy``)."""
+
+    GIT = "git"
+    API = "api"
+
+
+class HistoryAction(enum.StrEnum):
+    """Why a version of a workflow was recorded."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    ROLLBACK = "rollback"
+
+
+class RevisionKind(enum.StrEnum):
+    """A revision is synced (applied) or only validated (a pull request)."""
+
+    SYNC = "sync"
+    VALIDATE = "validate"
+
+
+class RevisionState(enum.StrEnum):
+    """Commit-status states, as forges name them."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowWrite:
+    """A version of a workflow to store."""
+
+    name: str
+    origin: Origin
+    spec: dict[str, Any]
+    spec_hash: str
+    revision: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredWorkflow:
+    """A workflow as applied: its active version plus operator state and the last error."""
+
+    name: str
+    origin: Origin
+    spec: dict[str, Any]
+    spec_hash: str
+    revision: str | None
+    file: str | None
+    generation: int
+    suspended: bool
+    pinned_revision: str | None
+    last_error: list[dict[str, Any]] | None
+    error_revision: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def pinned(self) -> bool:
+        """True when auto-sync must leave this workflow alone (after a rollback)."""
+        return self.pinned_revision is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    """One applied version of a workflow (the store keeps the last 10)."""
+
+    name: str
+    generation: int
+    spec: dict[str, Any]
+    spec_hash: str
+    revision: str | None
+    action: HistoryAction
+    applied_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionRecord:
+    """One commit the reconciler picked up, and what came of it."""
+
+    id: int
+    source: str
+    sha: str
+    ref: str
+    kind: RevisionKind
+    state: RevisionState
+    started_at: datetime
+    finished_at: datetime | None
+    summary: str
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceState:
+    """What the reconciler last saw and applied from a git source."""
+
+    name: str
+    url: str
+    branch: str
+    path: str
+    last_seen_sha: str | None
+    last_applied_sha: str | None
+    updated_at: datetime

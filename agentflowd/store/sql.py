@@ -1,0 +1,341 @@
+"""The store on SQLAlchemy Core: SQLite (the embedded default) and PostgreSQL (production).
+
+Core rather than the ORM: every method is a handful of statements in one transaction, and the
+reconciler's no-op pass must cost milliseconds. SQLite runs in WAL mode with a busy timeout, so
+the API can read while the reconciler writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import OperationalError
+
+from agentflowd.errors import RevisionRecordNotFound, StoreUnavailable, WorkflowNotFound
+from agentflowd.store.base import HISTORY_LIMIT
+from agentflowd.store.records import (
+    HistoryAction,
+    HistoryEntry,
+    Origin,
+    RevisionKind,
+    RevisionRecord,
+    RevisionState,
+    SourceState,
+    StoredWorkflow,
+    WorkflowWrite,
+)
+from agentflowd.store.tables import history, revisions, sources, workflows
+
+__all__ = ["SqlStore", "create_engine", "normalize_url"]
+
+
+def normalize_url(url: str) -> str:
+    """Accept what users write: a path (SQLite), ``sqlite:///…``, ``postgresql://…``.
+
+    PostgreSQL URLs are given the psycopg 3 driver.
+    """
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _workflow(row: RowMapping) -> StoredWorkflow:
+    return StoredWorkflow(
+        name=row["name"],
+        origin=Origin(row["origin"]),
+        spec=row["spec"],
+        spec_hash=row["spec_hash"],
+        revision=row["revision"],
+        file=row["file"],
+        generation=row["generation"],
+        suspended=bool(row["suspended"]),
+        pinned_revision=row["pinned_revision"],
+        last_error=row["last_error"],
+        error_revision=row["error_revision"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _revision(row: RowMapping) -> RevisionRecord:
+    return RevisionRecord(
+        id=row["id"],
+        source=row["source"],
+        sha=row["sha"],
+        ref=row["ref"],
+        kind=RevisionKind(row["kind"]),
+        state=RevisionState(row["state"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        summary=row["summary"],
+        diagnostics=row["diagnostics"],
+        counts=row["counts"],
+    )
+
+
+class SqlStore:
+    """:class:`~agentflowd.store.base.Store` on a SQLAlchemy engine (schema from migrations)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> SqlStore:
+        """Open ``url`` without migrating (see :func:`agentflowd.store.migrate.upgrade`)."""
+        return cls(create_engine(url))
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {exc.orig}", delay=1.0) from exc
+
+    def _get(self, conn: Connection, name: str) -> StoredWorkflow:
+        row = conn.execute(sa.select(workflows).where(workflows.c.name == name)).mappings().first()
+        if row is None:
+            raise WorkflowNotFound(name)
+        return _workflow(row)
+
+    def workflows(self) -> dict[str, StoredWorkflow]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(workflows).order_by(workflows.c.name)).mappings()
+            return {row["name"]: _workflow(row) for row in rows}
+
+    def get_workflow(self, name: str) -> StoredWorkflow:
+        with self._tx() as conn:
+            return self._get(conn, name)
+
+    def put_workflow(
+        self, write: WorkflowWrite, *, action: HistoryAction, now: datetime
+    ) -> StoredWorkflow:
+        with self._tx() as conn:
+            current = (
+                conn.execute(
+                    sa.select(workflows.c.generation)
+                    .where(workflows.c.name == write.name)
+                    .with_for_update()
+                )
+                .scalars()
+                .first()
+            )
+            values = {
+                "origin": write.origin.value,
+                "spec": write.spec,
+                "spec_hash": write.spec_hash,
+                "revision": write.revision,
+                "file": write.file,
+                "last_error": None,
+                "error_revision": None,
+                "updated_at": now,
+            }
+            generation = 1 if current is None else current + 1
+            if current is None:
+                conn.execute(
+                    workflows.insert().values(
+                        name=write.name,
+                        generation=generation,
+                        suspended=False,
+                        pinned_revision=None,
+                        created_at=now,
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(
+                    workflows.update()
+                    .where(workflows.c.name == write.name)
+                    .values(generation=generation, **values)
+                )
+            conn.execute(
+                history.insert().values(
+                    name=write.name,
+                    generation=generation,
+                    spec=write.spec,
+                    spec_hash=write.spec_hash,
+                    revision=write.revision,
+                    action=action.value,
+                    applied_at=now,
+                )
+            )
+            conn.execute(
+                history.delete().where(
+                    history.c.name == write.name,
+                    history.c.generation <= generation - HISTORY_LIMIT,
+                )
+            )
+            return self._get(conn, write.name)
+
+    def delete_workflow(self, name: str) -> None:
+        with self._tx() as conn:
+            conn.execute(history.delete().where(history.c.name == name))
+            result = conn.execute(workflows.delete().where(workflows.c.name == name))
+            if result.rowcount == 0:
+                raise WorkflowNotFound(name)
+
+    def _update(self, name: str, now: datetime, **values: Any) -> StoredWorkflow:
+        with self._tx() as conn:
+            result = conn.execute(
+                workflows.update().where(workflows.c.name == name).values(updated_at=now, **values)
+            )
+            if result.rowcount == 0:
+                raise WorkflowNotFound(name)
+            return self._get(conn, name)
+
+    def set_error(
+        self,
+        name: str,
+        diagnostics: list[dict[str, Any]] | None,
+        revision: str | None,
+        *,
+        now: datetime,
+    ) -> None:
+        self._update(name, now, last_error=diagnostics, error_revision=revision)
+
+    def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, suspended=suspended)
+
+    def set_pin(self, name: str, revision: str | None, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, pinned_revision=revision)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(history)
+                .where(history.c.name == name)
+                .order_by(history.c.generation.desc())
+            ).mappings()
+            return [
+                HistoryEntry(
+                    name=row["name"],
+                    generation=row["generation"],
+                    spec=row["spec"],
+                    spec_hash=row["spec_hash"],
+                    revision=row["revision"],
+                    action=HistoryAction(row["action"]),
+                    applied_at=row["applied_at"],
+                )
+                for row in rows
+            ]
+
+    def begin_revision(
+        self, *, source: str, sha: str, ref: str, kind: RevisionKind, now: datetime
+    ) -> RevisionRecord:
+        with self._tx() as conn:
+            new_id = conn.execute(
+                revisions.insert()
+                .values(
+                    source=source,
+                    sha=sha,
+                    ref=ref,
+                    kind=kind.value,
+                    state=RevisionState.PENDING.value,
+                    started_at=now,
+                    summary="",
+                    diagnostics=[],
+                    counts={},
+                )
+                .returning(revisions.c.id)
+            ).scalar_one()
+            return self._revision(conn, new_id)
+
+    def finish_revision(
+        self,
+        revision_id: int,
+        *,
+        state: RevisionState,
+        summary: str,
+        diagnostics: list[dict[str, Any]],
+        counts: dict[str, int],
+        now: datetime,
+    ) -> RevisionRecord:
+        with self._tx() as conn:
+            result = conn.execute(
+                revisions.update()
+                .where(revisions.c.id == revision_id)
+                .values(
+                    state=state.value,
+                    summary=summary,
+                    diagnostics=diagnostics,
+                    counts=counts,
+                    finished_at=now,
+                )
+            )
+            if result.rowcount == 0:
+                raise RevisionRecordNotFound(revision_id)
+            return self._revision(conn, revision_id)
+
+    def _revision(self, conn: Connection, revision_id: int) -> RevisionRecord:
+        row = conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings()
+        found = row.first()
+        if found is None:
+            raise RevisionRecordNotFound(revision_id)
+        return _revision(found)
+
+    def get_revision(self, revision_id: int) -> RevisionRecord:
+        with self._tx() as conn:
+            return self._revision(conn, revision_id)
+
+    def revisions(
+        self, *, limit: int = 50, kind: RevisionKind | None = None
+    ) -> list[RevisionRecord]:
+        query = sa.select(revisions).order_by(revisions.c.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(revisions.c.kind == kind.value)
+        with self._tx() as conn:
+            return [_revision(row) for row in conn.execute(query).mappings()]
+
+    def source_state(self, name: str) -> SourceState | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).mappings().first()
+            if row is None:
+                return None
+            return SourceState(**dict(row))
+
+    def save_source_state(self, state: SourceState) -> None:
+        values = {
+            "url": state.url,
+            "branch": state.branch,
+            "path": state.path,
+            "last_seen_sha": state.last_seen_sha,
+            "last_applied_sha": state.last_applied_sha,
+            "updated_at": state.updated_at,
+        }
+        with self._tx() as conn:
+            updated = conn.execute(
+                sources.update().where(sources.c.name == state.name).values(**values)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sources.insert().values(name=state.name, **values))

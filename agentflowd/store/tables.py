@@ -1,0 +1,112 @@
+"""The schema, in SQLAlchemy Core. Migrations (``migrations/versions``) create exactly this;
+a test compares the two so they cannot drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+__all__ = ["history", "metadata", "revisions", "sources", "workflows"]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Timestamp(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC on both backends (SQLite keeps no zone: we store UTC and re-attach)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("branch", sa.String(255), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("last_seen_sha", sa.String(64)),
+    sa.Column("last_applied_sha", sa.String(64)),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("sha", sa.String(64), nullable=False),
+    sa.Column("ref", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", Timestamp(), nullable=False),
+    sa.Column("finished_at", Timestamp()),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("diagnostics", JSON, nullable=False),
+    sa.Column("counts", JSON, nullable=False),
+    sa.Index(None, "sha"),
+    sa.Index(None, "source", "kind", "id"),
+)
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("origin", sa.String(8), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("file", sa.Text),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("suspended", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("pinned_revision", sa.String(64)),
+    sa.Column("last_error", JSON),
+    sa.Column("error_revision", sa.String(64)),
+    sa.Column("created_at", Timestamp(), nullable=False),
+    sa.Column("updated_at", Timestamp(), nullable=False),
+)
+
+history = sa.Table(
+    "workflow_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "name",
+        sa.String(63),
+        sa.ForeignKey("workflows.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("applied_at", Timestamp(), nullable=False),
+    sa.UniqueConstraint("name", "generation"),
+)

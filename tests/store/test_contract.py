@@ -1,0 +1,167 @@
+"""The store contract, run against every backend (memory, SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentflowd.errors import RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.store import (
+    HISTORY_LIMIT,
+    HistoryAction,
+    Origin,
+    RevisionKind,
+    RevisionState,
+    SourceState,
+    Store,
+    WorkflowWrite,
+)
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def write(name: str = "wf", n: int = 1, **kw) -> WorkflowWrite:
+    spec = {"metadata": {"name": name}, "spec": {"agents": [{"name": f"a{n}"}]}, "n": n}
+    return WorkflowWrite(
+        name=name,
+        origin=kw.pop("origin", Origin.GIT),
+        spec=spec,
+        spec_hash=f"{n:064x}",
+        revision=kw.pop("revision", f"{n:040x}"),
+        file=kw.pop("file", f"{name}.yaml"),
+    )
+
+
+def test_create_then_read(store: Store):
+    stored = store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
+    assert (stored.name, stored.generation, stored.origin) == ("wf", 1, Origin.GIT)
+    assert stored.spec == write().spec
+    assert stored.created_at == stored.updated_at == T0
+    assert stored.created_at.tzinfo is not None
+    assert not stored.suspended and not stored.pinned
+    assert store.get_workflow("wf") == stored
+    assert store.workflows() == {"wf": stored}
+
+
+def test_update_bumps_generation_and_keeps_operator_state(store: Store):
+    store.put_workflow(write(n=1), action=HistoryAction.CREATE, now=T0)
+    store.set_suspended("wf", True, now=T0)
+    store.set_error("wf", [{"message": "bad"}], "abc", now=T0)
+    later = T0 + timedelta(minutes=1)
+    stored = store.put_workflow(write(n=2), action=HistoryAction.UPDATE, now=later)
+    assert (stored.generation, stored.spec_hash, stored.suspended) == (2, f"{2:064x}", True)
+    assert stored.last_error is None and stored.error_revision is None  # cleared by a good version
+    assert (stored.created_at, stored.updated_at) == (T0, later)
+
+
+def test_history_keeps_the_last_ten_newest_first(store: Store):
+    for n in range(1, HISTORY_LIMIT + 4):
+        action = HistoryAction.CREATE if n == 1 else HistoryAction.UPDATE
+        store.put_workflow(write(n=n), action=action, now=T0 + timedelta(seconds=n))
+    entries = store.history("wf")
+    assert [e.generation for e in entries] == list(range(HISTORY_LIMIT + 3, 3, -1))
+    assert entries[0].spec == write(n=HISTORY_LIMIT + 3).spec
+    assert entries[0].applied_at == T0 + timedelta(seconds=HISTORY_LIMIT + 3)
+    assert store.history("other") == []
+
+
+def test_errors_suspend_and_pin(store: Store):
+    store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
+    store.set_error("wf", [{"file": "wf.yaml", "line": 3}], "f" * 40, now=T0)
+    got = store.get_workflow("wf")
+    assert got.last_error == [{"file": "wf.yaml", "line": 3}] and got.error_revision == "f" * 40
+    store.set_error("wf", None, None, now=T0)
+    assert store.get_workflow("wf").last_error is None
+    assert store.set_suspended("wf", True, now=T0).suspended
+    assert not store.set_suspended("wf", False, now=T0).suspended
+    assert store.set_pin("wf", "a" * 40, now=T0).pinned_revision == "a" * 40
+    assert store.set_pin("wf", None, now=T0).pinned is False
+
+
+def test_missing_workflows_raise_lookup_errors(store: Store):
+    for call in (
+        lambda: store.get_workflow("nope"),
+        lambda: store.delete_workflow("nope"),
+        lambda: store.set_suspended("nope", True, now=T0),
+        lambda: store.set_pin("nope", None, now=T0),
+        lambda: store.set_error("nope", None, None, now=T0),
+    ):
+        with pytest.raises(WorkflowNotFound, match="workflow 'nope' not found"):
+            call()
+    assert issubclass(WorkflowNotFound, LookupError)
+
+
+def test_delete_removes_workflow_and_history(store: Store):
+    store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
+    store.delete_workflow("wf")
+    assert store.workflows() == {}
+    assert store.history("wf") == []
+    # a new workflow of the same name starts again at generation 1
+    assert store.put_workflow(write(), action=HistoryAction.CREATE, now=T0).generation == 1
+
+
+def test_revisions_lifecycle(store: Store):
+    first = store.begin_revision(
+        source="main", sha="a" * 40, ref="refs/heads/main", kind=RevisionKind.SYNC, now=T0
+    )
+    assert first.state is RevisionState.PENDING and first.finished_at is None
+    second = store.begin_revision(
+        source="main", sha="b" * 40, ref="refs/pull/1/head", kind=RevisionKind.VALIDATE, now=T0
+    )
+    done = store.finish_revision(
+        first.id,
+        state=RevisionState.FAILURE,
+        summary="1 invalid",
+        diagnostics=[{"file": "a.yaml", "line": 1}],
+        counts={"created": 2, "invalid": 1},
+        now=T0 + timedelta(seconds=1),
+    )
+    assert done.state is RevisionState.FAILURE and done.counts == {"created": 2, "invalid": 1}
+    assert store.get_revision(first.id) == done
+    assert [r.id for r in store.revisions()] == [second.id, first.id]
+    assert [r.id for r in store.revisions(kind=RevisionKind.VALIDATE)] == [second.id]
+    assert [r.id for r in store.revisions(limit=1)] == [second.id]
+    with pytest.raises(RevisionRecordNotFound):
+        store.get_revision(999)
+    with pytest.raises(RevisionRecordNotFound):
+        store.finish_revision(
+            999, state=RevisionState.ERROR, summary="", diagnostics=[], counts={}, now=T0
+        )
+
+
+def test_source_state_upsert(store: Store):
+    assert store.source_state("main") is None
+    state = SourceState(
+        name="main",
+        url="/repo",
+        branch="main",
+        path="",
+        last_seen_sha="a" * 40,
+        last_applied_sha=None,
+        updated_at=T0,
+    )
+    store.save_source_state(state)
+    assert store.source_state("main") == state
+    moved = SourceState(
+        name="main",
+        url="/repo",
+        branch="main",
+        path="",
+        last_seen_sha="b" * 40,
+        last_applied_sha="b" * 40,
+        updated_at=T0,
+    )
+    store.save_source_state(moved)
+    assert store.source_state("main") == moved
+
+
+def test_returned_values_are_copies(store: Store):
+    stored = store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
+    stored.spec["spec"]["agents"].append({"name": "sneaky"})
+    assert store.get_workflow("wf").spec == write().spec
+
+
+def test_naive_datetimes_are_refused(store: Store):
+    with pytest.raises(Exception, match="naive datetime"):
+        store.put_workflow(write(), action=HistoryAction.CREATE, now=datetime(2026, 1, 1))  # noqa: DTZ001
