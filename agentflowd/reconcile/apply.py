@@ -1,0 +1,62 @@
+"""Carrying a plan out: one store transaction per workflow, so a crash between two leaves a
+state the next pass converges from (it plans again and finds the applied ones unchanged)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentflowd.reconcile.plan import Action, Change, Plan
+from agentflowd.store import HistoryAction, Origin, Store, WorkflowWrite
+
+__all__ = ["ApplyResult", "apply_plan"]
+
+
+@dataclass(kw_only=True)
+class ApplyResult:
+    """What was written, per action."""
+
+    applied: list[Change] = field(default_factory=list)
+    reported: list[Change] = field(default_factory=list)
+
+
+def apply_plan(plan: Plan, store: Store, *, revision: str, now: datetime) -> ApplyResult:
+    """Apply every writing change of ``plan`` from git ``revision``."""
+    result = ApplyResult()
+    for change in plan.changes:
+        if not change.writes:
+            result.reported.append(change)
+            continue
+        _apply_one(change, store, revision=revision, now=now)
+        result.applied.append(change)
+    return result
+
+
+def _write(change: Change, revision: str) -> WorkflowWrite:
+    desired = change.desired
+    assert desired is not None and desired.spec is not None and desired.spec_hash is not None
+    return WorkflowWrite(
+        name=change.name,
+        origin=Origin.GIT,
+        spec=desired.spec,
+        spec_hash=desired.spec_hash,
+        revision=revision,
+        file=desired.file,
+    )
+
+
+def _apply_one(change: Change, store: Store, *, revision: str, now: datetime) -> None:
+    if change.action is Action.CREATE:
+        store.put_workflow(_write(change, revision), action=HistoryAction.CREATE, now=now)
+    elif change.action is Action.UPDATE:
+        store.put_workflow(_write(change, revision), action=HistoryAction.UPDATE, now=now)
+    elif change.action is Action.DELETE:
+        store.delete_workflow(change.name)
+    elif change.action is Action.KEEP_INVALID:
+        diagnostics: list[dict[str, Any]] = list(
+            change.desired.diagnostics if change.desired else ()
+        )
+        store.set_error(change.name, diagnostics, revision, now=now)
+    elif change.clear_error:
+        store.set_error(change.name, None, None, now=now)

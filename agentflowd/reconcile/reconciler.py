@@ -1,0 +1,193 @@
+"""The reconcile loop body: fetch, load, plan, apply, report — for one revision.
+
+:meth:`Reconciler.sync` is called by the daemon whenever the source may have moved (a watched
+ref changed, a poll, a push webhook, a manual ``agentflow sync``). It does nothing when the
+branch still points at the last applied commit. Otherwise it records the revision as pending,
+posts ``pending``, loads every manifest of the commit, plans against the store, applies the plan
+one workflow per transaction, records the outcome, posts ``success`` or ``failure``, and only
+then moves ``last_applied_sha``. A crash anywhere before that last step makes the next start
+reconcile the same commit again, which converges (applied workflows plan as unchanged).
+
+Blocking: run it on the git worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agentflowd.errors import AgentFlowError, PermanentError
+from agentflowd.manifest import Diagnostic, LoadReport, load_sources
+from agentflowd.reconcile.apply import apply_plan
+from agentflowd.reconcile.desired import actual_from_store, broken_files, desired_from_report
+from agentflowd.reconcile.plan import Action, Plan, plan
+from agentflowd.reconcile.status import CONTEXT_SYNC, CommitStatus, StatusSink, describe
+from agentflowd.source.git import GitSource
+from agentflowd.store import RevisionKind, RevisionRecord, RevisionState, SourceState, Store
+
+__all__ = ["Reconciler", "SyncOutcome"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class SyncOutcome:
+    """What one call to :meth:`Reconciler.sync` did."""
+
+    sha: str
+    state: RevisionState | None = None  # None: nothing to do (already applied)
+    record: RevisionRecord | None = None
+    plan: Plan | None = None
+    report: LoadReport | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def noop(self) -> bool:
+        """True when the commit was already applied and nothing ran."""
+        return self.state is None
+
+
+class Reconciler:
+    """Keeps the store in step with one git source, and tells git how it went."""
+
+    def __init__(
+        self,
+        *,
+        source: GitSource,
+        store: Store,
+        sinks: Sequence[StatusSink] = (),
+        clock: Callable[[], datetime],
+        name: str = "default",
+        prune: bool = True,
+        api_url: str | None = None,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.sinks = list(sinks)
+        self.clock = clock
+        self.name = name
+        self.prune = prune
+        self.api_url = api_url.rstrip("/") if api_url else None
+
+    def sync(self, *, force: bool = False) -> SyncOutcome:
+        """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""
+        sha = self.source.fetch()
+        state = self.store.source_state(self.name)
+        self._save_state(state, last_seen=sha)
+        if not force and state is not None and state.last_applied_sha == sha:
+            return SyncOutcome(sha=sha)
+        return self.reconcile(sha)
+
+    def reconcile(self, sha: str) -> SyncOutcome:
+        """Apply commit ``sha`` and report the result."""
+        record = self.store.begin_revision(
+            source=self.name, sha=sha, ref=self.source.ref, kind=RevisionKind.SYNC, now=self.clock()
+        )
+        self._post(sha, RevisionState.PENDING, f"reconciling {sha[:12]}", record)
+        outcome = SyncOutcome(sha=sha, record=record)
+        try:
+            snapshot = self.source.snapshot(sha)
+            report = load_sources(snapshot.files, self.source.limits)
+            desired = desired_from_report(report)
+            the_plan = plan(
+                desired,
+                actual_from_store(self.store.workflows()),
+                broken_files=broken_files(report),
+                prune=self.prune,
+            )
+            apply_plan(the_plan, self.store, revision=sha, now=self.clock())
+        except PermanentError as exc:
+            return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {})
+        except AgentFlowError as exc:
+            return self._finish(outcome, RevisionState.ERROR, str(exc), [], {})
+        outcome.plan, outcome.report = the_plan, report
+        outcome.diagnostics = report.errors
+        failed = bool(report.errors) or the_plan.failed
+        state = RevisionState.FAILURE if failed else RevisionState.SUCCESS
+        summary = _summary(the_plan, report)
+        counts = the_plan.counts()
+        result = self._finish(outcome, state, summary, [d.to_dict() for d in report.errors], counts)
+        current = self.store.source_state(self.name)
+        self._save_state(current, last_seen=sha, last_applied=sha)
+        return result
+
+    def _finish(
+        self,
+        outcome: SyncOutcome,
+        state: RevisionState,
+        summary: str,
+        diagnostics: list[dict[str, object]],
+        counts: dict[str, int],
+    ) -> SyncOutcome:
+        assert outcome.record is not None
+        outcome.state = state
+        outcome.record = self.store.finish_revision(
+            outcome.record.id,
+            state=state,
+            summary=summary,
+            diagnostics=diagnostics,
+            counts=counts,
+            now=self.clock(),
+        )
+        self._post(outcome.sha, state, summary, outcome.record)
+        return outcome
+
+    def _save_state(
+        self, state: SourceState | None, *, last_seen: str, last_applied: str | None = None
+    ) -> None:
+        applied = last_applied or (state.last_applied_sha if state else None)
+        if (
+            state is not None
+            and state.last_seen_sha == last_seen
+            and state.last_applied_sha == applied
+        ):
+            return
+        self.store.save_source_state(
+            SourceState(
+                name=self.name,
+                url=self.source.display_url,
+                branch=self.source.branch,
+                path=self.source.path,
+                last_seen_sha=last_seen,
+                last_applied_sha=applied,
+                updated_at=self.clock(),
+            )
+        )
+
+    def _post(self, sha: str, state: RevisionState, summary: str, record: RevisionRecord) -> None:
+        status = CommitStatus(
+            sha=sha,
+            context=CONTEXT_SYNC,
+            state=state,
+            description=describe(summary),
+            at=self.clock(),
+            target_url=f"{self.api_url}/api/v1/revisions/{record.id}" if self.api_url else None,
+        )
+        for sink in self.sinks:
+            try:
+                sink.post(status)
+            except Exception:  # a status sink must never stop reconciling
+                log.exception("status sink %s failed for %s", sink.name, sha[:12])
+
+
+def _summary(the_plan: Plan, report: LoadReport) -> str:
+    """One line for the commit status: the first error's place, or what changed."""
+    errors = report.errors
+    if errors:
+        first = errors[0]
+        where = first.location().rsplit(":", 1)[0] if first.line else first.file
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"{where}: {first.message}{more}"
+    for change in the_plan.changes:
+        if change.action is Action.CONFLICT:
+            return f"{change.name}: {change.reason}"
+    counts = the_plan.counts()
+    parts = [f"{n} {action}" for action, n in counts.items()]
+    total = len(the_plan.changes)
+    return (
+        f"{total} workflow{'s' if total != 1 else ''}: " + ", ".join(parts)
+        if parts
+        else "no workflows"
+    )

@@ -1,0 +1,149 @@
+"""Commit statuses: telling git what happened to a revision.
+
+Every result goes through one :class:`StatusSink` interface. The git-notes sink is always
+available: it appends one JSON line per status to a note under ``refs/notes/agentflow`` on the
+commit, in the repository itself, so ``git log --notes=agentflow`` shows the history without any
+forge. Forge sinks (GitHub, GitLab, Gitea) post the same statuses over their APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from agentflowd.store import RevisionState
+
+__all__ = [
+    "CONTEXT_SYNC",
+    "CONTEXT_VALIDATE",
+    "CommitStatus",
+    "DedupSink",
+    "GitNotesSink",
+    "MemorySink",
+    "StatusSink",
+    "describe",
+]
+
+CONTEXT_SYNC = "agentflow/sync"
+CONTEXT_VALIDATE = "agentflow/validate"
+NOTES_REF = "refs/notes/agentflow"
+#: GitHub cuts descriptions at 140 characters; we keep every forge under it.
+MAX_DESCRIPTION = 140
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitStatus:
+    """One status for one commit and context."""
+
+    sha: str
+    context: str
+    state: RevisionState
+    description: str
+    at: datetime
+    target_url: str | None = None
+
+    def to_json(self) -> str:
+        """The git-note line for this status."""
+        return json.dumps(
+            {
+                "context": self.context,
+                "state": self.state.value,
+                "description": self.description,
+                "target_url": self.target_url,
+                "time": self.at.isoformat(),
+            },
+            separators=(",", ":"),
+        )
+
+
+def describe(text: str) -> str:
+    """Fit a description into the forges' limit, marking the cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+class StatusSink(Protocol):
+    """Somewhere commit statuses are written."""
+
+    name: str
+
+    def post(self, status: CommitStatus) -> None:
+        """Write ``status``; raise TransientError to be retried, PermanentError to give up."""
+        ...
+
+
+class MemorySink:
+    """Keeps statuses in a list: for tests and for the API's view of recent statuses."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.posted: list[CommitStatus] = []
+
+    def post(self, status: CommitStatus) -> None:
+        """Append ``status``."""
+        self.posted.append(status)
+
+
+class DedupSink:
+    """Skips a post identical to the last one for the same commit and context.
+
+    Forges keep every post (GitHub stops at 1,000 per context and commit; GitLab refuses a
+    repeated state with 400), so re-reconciling a revision must not post again.
+    """
+
+    def __init__(self, inner: StatusSink) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._last: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def post(self, status: CommitStatus) -> None:
+        """Post unless identical to the previous post of this (sha, context)."""
+        key = (status.sha, status.context)
+        value = (status.state.value, status.description, status.target_url)
+        with self._lock:
+            if self._last.get(key) == value:
+                return
+        self.inner.post(status)
+        with self._lock:
+            self._last[key] = value
+
+
+class GitNotesSink:
+    """Appends statuses as JSON lines to ``refs/notes/agentflow`` notes in a repository."""
+
+    name = "git-notes"
+
+    def __init__(self, repo_path: Path, *, ref: str = NOTES_REF) -> None:
+        self.repo_path = repo_path
+        self.ref = ref
+
+    def post(self, status: CommitStatus) -> None:
+        """Add ``status`` as a new line of the commit's note."""
+        import pygit2
+
+        repo = pygit2.Repository(str(self.repo_path))
+        try:
+            old = repo.lookup_note(status.sha, self.ref).message
+        except KeyError:
+            old = ""
+        lines = old.rstrip("\n") + "\n" if old.strip() else ""
+        message = lines + status.to_json() + "\n"
+        sig = pygit2.Signature("agentflowd", "agentflowd@localhost")
+        repo.create_note(message, sig, sig, status.sha, self.ref, True)
+
+    def read(self, sha: str) -> list[dict[str, object]]:
+        """The statuses noted on ``sha``, oldest first."""
+        import pygit2
+
+        repo = pygit2.Repository(str(self.repo_path))
+        try:
+            message = repo.lookup_note(sha, self.ref).message
+        except KeyError:
+            return []
+        return [json.loads(line) for line in message.splitlines() if line.strip()]

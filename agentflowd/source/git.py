@@ -1,0 +1,185 @@
+"""A git repository the daemon follows: a local path, or a remote fetched into a mirror.
+
+* A **local path** (``/srv/workflows`` or ``./repo``) is read in place: its objects are the
+  truth, a commit is visible the moment it is made, and nothing is copied.
+* A **remote** (``file://``, ``http(s)://``, ``ssh://`` or ``user@host:path``) is fetched into a
+  bare mirror under the state directory, ``mirrors/<hash of the URL>.git``, and read from there.
+  HTTPS takes a token (``AGENTFLOW_GIT_TOKEN``, or a token file); SSH a key file.
+
+Manifests are always read from a commit's tree (:func:`agentflowd.source.gitread.read_commit`),
+never from a working tree. libgit2 repositories are not thread-safe: use one GitSource from one
+thread (the daemon gives git its own worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from agentflowd.errors import RevisionNotFound, SourceError, TransientError
+from agentflowd.manifest import Limits
+from agentflowd.source.gitread import GitSnapshot, read_commit
+
+__all__ = ["GitCredentials", "GitSource", "is_remote"]
+
+
+def is_remote(url: str) -> bool:
+    """True for URLs that must be fetched (anything but a local path)."""
+    if "://" in url:
+        return True
+    # scp-like ssh syntax: user@host:path (a local path may contain ':' only after a '/')
+    head = url.split("/", 1)[0]
+    return ":" in head and not os.path.exists(url)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitCredentials:
+    """How to authenticate to a remote. Secrets are read when needed and never logged."""
+
+    token: str | None = None
+    token_file: Path | None = None
+    username: str = "x-access-token"
+    ssh_key: Path | None = None
+    ssh_public_key: Path | None = None
+    ssh_passphrase: str = ""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> GitCredentials:
+        """Token from ``AGENTFLOW_GIT_TOKEN``; key from ``AGENTFLOW_GIT_SSH_KEY``."""
+        key = os.environ.get("AGENTFLOW_GIT_SSH_KEY")
+        values: dict[str, Any] = {
+            "token": os.environ.get("AGENTFLOW_GIT_TOKEN"),
+            "ssh_key": Path(key) if key else None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def secret(self) -> str | None:
+        """The token, from the value or the file."""
+        if self.token:
+            return self.token
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SourceError(f"cannot read token file {self.token_file}: {exc}") from exc
+        return None
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    def __init__(self, creds: GitCredentials) -> None:
+        super().__init__()
+        self.creds = creds
+        self.attempts = 0
+
+    def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
+        self.attempts += 1
+        if self.attempts > 3:  # libgit2 asks again after a refusal; stop the loop
+            raise SourceError(f"authentication to {_redact(url)} failed")
+        if allowed_types & pygit2.enums.CredentialType.SSH_KEY and self.creds.ssh_key:
+            public = self.creds.ssh_public_key or Path(str(self.creds.ssh_key) + ".pub")
+            return pygit2.Keypair(
+                username_from_url or "git",
+                str(public),
+                str(self.creds.ssh_key),
+                self.creds.ssh_passphrase,
+            )
+        secret = self.creds.secret()
+        if allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT and secret:
+            return pygit2.UserPass(username_from_url or self.creds.username, secret)
+        raise SourceError(f"{_redact(url)} asks for credentials and none are configured")
+
+
+def _redact(url: str) -> str:
+    """A URL without any password or token in it, for messages and logs."""
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class GitSource:
+    """One repository, branch and sub-path that the daemon follows."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str = "main",
+        path: str = "",
+        state_dir: Path,
+        credentials: GitCredentials | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.path = path.strip("/")
+        self.remote = is_remote(url)
+        self.credentials = credentials or GitCredentials.from_env()
+        self.limits = limits or Limits()
+        if self.remote:
+            digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+            self.repo_path = state_dir / "mirrors" / f"{digest}.git"
+        else:
+            found = pygit2.discover_repository(str(Path(url).expanduser()))
+            if found is None:
+                raise SourceError(f"{url} is not a git repository")
+            self.repo_path = Path(found)
+        self._repo: pygit2.Repository | None = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL without credentials."""
+        return _redact(self.url)
+
+    @property
+    def ref(self) -> str:
+        """The full name of the followed branch."""
+        return f"refs/heads/{self.branch}"
+
+    def repository(self) -> pygit2.Repository:
+        """The repository read from (opened, or cloned as a mirror, on first use)."""
+        if self._repo is None:
+            if self.remote and not (self.repo_path / "HEAD").exists():
+                self._clone()
+            self._repo = pygit2.Repository(str(self.repo_path))
+        return self._repo
+
+    def _clone(self) -> None:
+        self.repo_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pygit2.clone_repository(
+                self.url, str(self.repo_path), bare=True, callbacks=_Callbacks(self.credentials)
+            )
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot clone {self.display_url}: {exc}", delay=30) from exc
+
+    def fetch(self) -> str:
+        """Bring the mirror up to date (remotes only) and return the branch's commit id."""
+        repo = self.repository()
+        if self.remote:
+            try:
+                repo.remotes["origin"].fetch(
+                    [f"+refs/heads/{self.branch}:refs/heads/{self.branch}"],
+                    callbacks=_Callbacks(self.credentials),
+                )
+            except pygit2.GitError as exc:
+                raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
+        return self.tip()
+
+    def tip(self) -> str:
+        """The commit the followed branch points at, without fetching."""
+        repo = self.repository()
+        try:
+            return str(repo.references[self.ref].peel(pygit2.Commit).id)
+        except (KeyError, pygit2.InvalidSpecError) as exc:
+            raise RevisionNotFound(self.ref, self.display_url) from exc
+
+    def snapshot(self, revision: str) -> GitSnapshot:
+        """The manifests of ``revision`` under the sub-path."""
+        return read_commit(self.repo_path, revision, [self.path] if self.path else [], self.limits)

@@ -1,0 +1,197 @@
+"""The reconcile loop on a real git repository, with statuses written as git notes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentflowd.reconcile import GitNotesSink, MemorySink, Reconciler
+from agentflowd.source.git import GitSource
+from agentflowd.store import MemoryStore, RevisionState, Store
+from tests.conftest import git
+from tests.manifests import VALID, named
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
+def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:
+    for rel, content in files.items():
+        path = repo / rel
+        if content is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def make(
+    repo: Path, tmp_path: Path, store: Store | None = None, **kw
+) -> tuple[Reconciler, MemorySink]:
+    sink = MemorySink()
+    reconciler = Reconciler(
+        source=GitSource(str(repo), branch="main", state_dir=tmp_path / "state"),
+        store=store or MemoryStore(),
+        sinks=[sink, GitNotesSink(repo)],
+        clock=Clock(),
+        api_url="http://127.0.0.1:8080",
+        **kw,
+    )
+    return reconciler, sink
+
+
+def test_first_sync_creates_and_reports_success(repo, tmp_path):
+    sha = commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    reconciler, sink = make(repo, tmp_path)
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.SUCCESS
+    assert sorted(reconciler.store.workflows()) == ["a", "b"]
+    assert [(s.state.value, s.description) for s in sink.posted] == [
+        ("pending", f"reconciling {sha[:12]}"),
+        ("success", "2 workflows: 2 create"),
+    ]
+    assert (
+        sink.posted[-1].target_url == f"http://127.0.0.1:8080/api/v1/revisions/{outcome.record.id}"
+    )
+    notes = GitNotesSink(repo).read(sha)
+    assert [n["state"] for n in notes] == ["pending", "success"]
+    assert notes[0]["context"] == "agentflow/sync"
+    # users read them with plain git
+    assert '"state":"success"' in git(repo, "log", "-1", "--notes=agentflow", "--format=%N")
+
+
+def test_unchanged_commit_does_nothing(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, sink = make(repo, tmp_path)
+    reconciler.sync()
+    posted = len(sink.posted)
+    outcome = reconciler.sync()
+    assert outcome.noop and len(sink.posted) == posted
+    assert len(reconciler.store.revisions()) == 1
+
+
+def test_invalid_new_version_keeps_the_last_good_one(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    reconciler, sink = make(repo, tmp_path)
+    reconciler.sync()
+    good = reconciler.store.get_workflow("a")
+    bad = named("a").replace("dependsOn: [respond]", "dependsOn: [nobody]")
+    sha = commit(repo, {"a.yaml": bad, "b.yaml": named("b").replace("gpt-4", "gpt-4o")})
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.FAILURE
+    kept = reconciler.store.get_workflow("a")
+    assert kept.spec_hash == good.spec_hash and kept.generation == 1
+    assert kept.error_revision == sha and kept.last_error[0]["line"] == 28
+    assert reconciler.store.get_workflow("b").generation == 2  # the valid one still applied
+    assert sink.posted[-1].state is RevisionState.FAILURE
+    assert sink.posted[-1].description.startswith("a.yaml:28: unknown agent 'nobody'")
+    # fixing it clears the error
+    commit(repo, {"a.yaml": named("a")})
+    assert reconciler.sync().state is RevisionState.SUCCESS
+    assert reconciler.store.get_workflow("a").last_error is None
+
+
+def test_removed_workflows_are_pruned_but_unreadable_files_keep_theirs(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a"), "b.yaml": named("b"), "c.yaml": named("c")})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    commit(repo, {"a.yaml": None, "b.yaml": "apiVersion: [unclosed\n"})
+    outcome = reconciler.sync()
+    assert sorted(reconciler.store.workflows()) == ["b", "c"]
+    assert outcome.plan.counts() == {"delete": 1, "keep-broken-file": 1, "unchanged": 1}
+    assert outcome.state is RevisionState.FAILURE
+
+
+def test_prune_off_keeps_removed_workflows(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, _ = make(repo, tmp_path, prune=False)
+    reconciler.sync()
+    commit(repo, {"a.yaml": None, "b.yaml": named("b")})
+    outcome = reconciler.sync()
+    assert sorted(reconciler.store.workflows()) == ["a", "b"]
+    assert outcome.plan.counts() == {"create": 1, "orphan": 1}
+
+
+def test_hostile_repository_fails_cleanly(repo, tmp_path):
+    import os
+
+    commit(repo, {"a.yaml": named("a")})
+    os.symlink("/etc/passwd", repo / "passwd.yaml")
+    (repo / "big.yaml").write_bytes(b"a: " + b"x" * 2_000_000)
+    (repo / "laughs.yaml").write_text(
+        "a0: &a0 [x,x,x,x,x,x,x,x,x]\n"
+        + "".join(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "hostile")
+    reconciler, sink = make(repo, tmp_path)
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.FAILURE
+    assert sorted(reconciler.store.workflows()) == ["a"]
+    codes = sorted(d.code for d in outcome.diagnostics)
+    assert codes == ["file-too-large", "symlink", "yaml-alias-bomb"]
+
+
+def test_missing_sub_path_is_a_failure_not_a_crash(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    sink = MemorySink()
+    reconciler = Reconciler(
+        source=GitSource(str(repo), path="workflows", state_dir=tmp_path),
+        store=MemoryStore(),
+        sinks=[sink],
+        clock=Clock(),
+    )
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.FAILURE
+    assert "path 'workflows' does not exist" in sink.posted[-1].description
+
+
+def test_a_crash_mid_apply_converges_on_the_next_pass(repo, tmp_path):
+    commit(repo, {f"w{i}.yaml": named(f"w{i}") for i in range(5)})
+
+    class Crashing(MemoryStore):
+        writes = 0
+
+        def put_workflow(self, *args, **kw):
+            Crashing.writes += 1
+            if Crashing.writes == 3:
+                raise KeyboardInterrupt("kill -9")  # not an AgentFlowError: nothing catches it
+            return super().put_workflow(*args, **kw)
+
+    store = Crashing()
+    reconciler, _ = make(repo, tmp_path, store=store)
+    with pytest.raises(KeyboardInterrupt):
+        reconciler.sync()
+    assert len(store.workflows()) == 2
+    outcome = reconciler.sync()  # the same commit again: not recorded as applied
+    assert outcome.state is RevisionState.SUCCESS
+    assert sorted(store.workflows()) == [f"w{i}" for i in range(5)]
+    assert outcome.plan.counts() == {"create": 3, "unchanged": 2}
+
+
+def test_git_notes_append_and_survive_rereconcile(repo, tmp_path):
+    sha = commit(repo, {"a.yaml": VALID})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    reconciler.sync(force=True)
+    states = [n["state"] for n in GitNotesSink(repo).read(sha)]
+    assert states == ["pending", "success", "pending", "success"]
