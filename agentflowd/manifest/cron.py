@@ -1,15 +1,22 @@
 """Cron schedules as users write them in crontab(5), evaluated by APScheduler 3.11.
 
 APScheduler's ``CronTrigger.from_crontab`` is *not* crontab: it numbers weekdays from Monday, so
-``0 9 * * 1-5`` ("weekdays at 9") fires Tuesday to Saturday there (measured on 3.11.3), it
-rejects ``7`` for Sunday, and it ANDs day-of-month with day-of-week where cron ORs them. This
-module translates the crontab grammar (five fields, the ``@daily``-style macros, names) into
-APScheduler triggers with crontab's meaning, so a schedule fires when its author expects.
+``0 9 * * 1-5`` ("weekdays at 9") fires Tuesday to Saturday there (measured on 3.11.3); it
+rejects ``7`` for Sunday; it drops a step after a month name (``jan/2``); it ANDs day-of-month
+with day-of-week where cron ORs them; and it accepts its own extensions (``last``, ``1st mon``).
+
+So we parse the crontab grammar ourselves — five fields, names, ranges, steps, and the
+``@daily``-style macros — into explicit value sets, and hand APScheduler only plain number lists
+(weekdays by name). The sets also give a canonical spelling (:func:`normalize_cron`), so
+``@daily`` and ``0 0 * * *``, or ``mon-fri`` and ``1-5``, are one schedule to the reconciler.
+
+The day rule is cron's (cronie, Vixie): if either day field starts with ``*``, both must match;
+if both are restricted, either one matching fires (``0 0 13 * 5`` = the 13th and every Friday).
 """
 
 from __future__ import annotations
 
-import re
+import difflib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["CronError", "CronSchedule", "parse_cron", "parse_timezone"]
+__all__ = ["CronError", "CronSchedule", "normalize_cron", "parse_cron", "parse_timezone"]
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -29,11 +36,29 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
-_FIELD_RE = re.compile(r"^[0-9A-Za-z*/,-]+$")
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # APScheduler's weekday names, indexed by crontab's numbering (0 = Sunday).
-_APS_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_APS_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@dataclass(frozen=True)
+class _Field:
+    label: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+    name_base: int = 0
+
+
+_FIELDS = (
+    _Field("minute", 0, 59),
+    _Field("hour", 0, 23),
+    _Field("day of month", 1, 31),
+    _Field("month", 1, 12, _MONTHS, 1),
+    _Field("day of week", 0, 7, _DAYS, 0),
+)
 
 
 class CronError(ValueError):
@@ -46,6 +71,7 @@ class CronSchedule:
 
     expression: str
     timezone: str
+    canonical: str
     trigger: Any
 
     def next_fire_times(self, after: datetime, count: int = 3) -> list[datetime]:
@@ -66,55 +92,88 @@ class CronSchedule:
 
 def parse_timezone(name: str) -> ZoneInfo:
     """An IANA time zone by name (``Europe/Berlin``, ``UTC``), with a hint for near misses."""
+    if name.lower() == "localtime" or len(name) > 100:
+        # "localtime" is the host's zone: one manifest would mean different things per host
+        raise CronError(f"unknown time zone {name[:100]!r}; use an IANA name such as 'UTC'")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        import difflib
-
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise CronError(f"unknown time zone {name!r}{hint}") from exc
 
 
-def _expand_dow(field: str) -> str:
-    """Rewrite a crontab day-of-week field (0/7 = Sunday) as APScheduler weekday names."""
-    if field == "*":
-        return "*"
-    days: set[int] = set()
-    for item in field.split(","):
-        rng, _, step_text = item.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"day of week: step {step_text!r} must be a positive integer")
-            step = int(step_text)
-        if rng == "*":
-            lo, hi = 0, 6
-        else:
-            lo_text, dash, hi_text = rng.partition("-")
-            lo = _dow_value(lo_text)
-            hi = _dow_value(hi_text) if dash else (6 if step_text else lo)
-            if dash and hi == 0 and hi_text.strip() == "7":
-                hi = 7
-            if hi < lo:
-                raise CronError(f"day of week: range {rng!r} runs backwards")
-        days.update(d % 7 for d in range(lo, hi + 1, step))
-    return ",".join(_APS_DOW[d] for d in sorted(days))
-
-
-def _dow_value(text: str) -> int:
+def _value(text: str, field: _Field) -> int:
     low = text.lower()
-    if low in _DOW_NAMES:
-        return _DOW_NAMES.index(low)
-    if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text) % 7 if int(text) != 7 else 0
-    raise CronError(f"day of week: {text!r} is not 0-7 or a day name (sun..sat)")
+    if low in field.names:
+        return field.names.index(low) + field.name_base
+    if text.isdigit():
+        number = int(text)
+        if field.low <= number <= field.high:
+            return number
+        raise CronError(f"{field.label}: {text} is outside {field.low}-{field.high}")
+    hint = f" or a name ({field.names[0]}..{field.names[-1]})" if field.names else ""
+    raise CronError(f"{field.label}: {text!r} is not a number{hint}")
 
 
-def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
-    """Validate a crontab expression in ``timezone``; raise :class:`CronError` naming the field."""
-    tz = parse_timezone(timezone)
-    text = " ".join(expression.split())
+def _expand(text: str, field: _Field) -> set[int]:
+    """The values a crontab field selects (day of week: 0-6, Sunday = 0 and 7)."""
+    values: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise CronError(f"{field.label}: empty list item in {text!r}")
+        span, slash, step_text = item.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise CronError(f"{field.label}: step {step_text!r} must be a positive integer")
+            step = int(step_text)
+        if span == "*":
+            lo, hi = field.low, field.high
+        else:
+            lo_text, dash, hi_text = span.partition("-")
+            lo = _value(lo_text, field)
+            hi = _value(hi_text, field) if dash else (field.high if slash else lo)
+            if hi < lo:
+                raise CronError(f"{field.label}: range {span!r} runs backwards")
+        values.update(range(lo, hi + 1, step))
+    if field.label == "day of week":
+        values = {v % 7 for v in values}
+    return values
+
+
+def _spell(values: set[int], full: set[int]) -> str:
+    """Compact canonical spelling of a value set: ``*``, ``1-5`` or ``0,15,30,45``."""
+    if values == full:
+        return "*"
+    ordered = sorted(values)
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for v in [*ordered[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(
+            str(start)
+            if prev == start
+            else f"{start}-{prev}"
+            if prev > start + 1
+            else f"{start},{prev}"
+        )
+        if v is not None:
+            start = prev = v
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    sets: tuple[set[int], ...]
+    star: tuple[bool, ...]
+    canonical: str
+
+
+def _parse(expression: str) -> _Parsed:
+    text = " ".join(expression.split()).lower()
     if text.startswith("@"):
         if text not in _MACROS:
             raise CronError(f"unknown macro {text!r}; use one of {', '.join(sorted(_MACROS))}")
@@ -124,45 +183,59 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
         raise CronError(
             f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
         )
-    for name, value in zip(_FIELDS, fields, strict=True):
-        if not _FIELD_RE.match(value):
-            raise CronError(f"{name}: {value!r} has characters cron does not allow")
-    minute, hour, dom, month, dow_raw = fields
-    dow = _expand_dow(dow_raw)
-    try:
-        if (
-            dom != "*"
-            and dow_raw != "*"
-            and not dom.startswith("*")
-            and not dow_raw.startswith("*")
-        ):
-            # crontab(5): when both day fields are restricted, either one matching fires.
-            trigger: Any = OrTrigger(
-                [
-                    CronTrigger(minute=minute, hour=hour, day=dom, month=month, timezone=tz),
-                    CronTrigger(
-                        minute=minute, hour=hour, day_of_week=dow, month=month, timezone=tz
-                    ),
-                ]
-            )
-        else:
-            trigger = CronTrigger(
-                minute=minute, hour=hour, day=dom, month=month, day_of_week=dow, timezone=tz
-            )
-    except ValueError as exc:
-        raise CronError(_aps_message(str(exc), fields)) from exc
-    return CronSchedule(expression=expression, timezone=timezone, trigger=trigger)
+    sets = tuple(_expand(raw, spec) for raw, spec in zip(fields, _FIELDS, strict=True))
+    star = tuple(raw.startswith("*") for raw in fields)
+    fulls = [set(range(f.low, f.high + 1)) for f in _FIELDS]
+    fulls[4] = set(range(7))
+    spelled = [_spell(values, full) for values, full in zip(sets, fulls, strict=True)]
+    for i in (2, 4):  # a day field's leading '*' decides AND vs OR: keep it visible
+        if star[i] and spelled[i] != "*":
+            spelled[i] = fields[i]
+        elif not star[i] and spelled[i] == "*":
+            spelled[i] = f"{_FIELDS[i].low}-{_FIELDS[i].high if i == 2 else 6}"
+    _check_possible(sets, star)
+    return _Parsed(sets=sets, star=star, canonical=" ".join(spelled))
 
 
-def _aps_message(message: str, fields: list[str]) -> str:
-    """Find which field APScheduler refused by validating each one on its own."""
-    names = ("minute", "hour", "day", "month", "day_of_week")
-    for label, aps_name, value in zip(_FIELDS, names, fields, strict=True):
-        if aps_name == "day_of_week":
-            continue  # already validated by _expand_dow
-        try:
-            CronTrigger(**{aps_name: value})
-        except ValueError as exc:
-            detail = str(exc).split(": ", 1)[-1]
-            return f"{label}: {detail[:1].lower()}{detail[1:]}"
-    return message
+def _check_possible(sets: tuple[set[int], ...], star: tuple[bool, ...]) -> None:
+    """Refuse schedules that can never fire (``0 0 30 2 *``): the day never occurs."""
+    days, months = sets[2], sets[3]
+    day_of_week_decides = not star[2] and not star[4]  # OR: weekdays alone can fire
+    if day_of_week_decides:
+        return
+    longest = max(_DAYS_IN_MONTH[m - 1] for m in months)
+    if min(days) > longest:
+        names = ",".join(_MONTHS[m - 1] for m in sorted(months))
+        raise CronError(f"never fires: no day {min(days)} in {names}")
+
+
+def normalize_cron(expression: str) -> str:
+    """The canonical spelling of a valid expression (macros expanded, names as numbers)."""
+    return _parse(expression).canonical
+
+
+def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
+    """Validate a crontab expression in ``timezone``; raise :class:`CronError` naming the field."""
+    tz = parse_timezone(timezone)
+    parsed = _parse(expression)
+    minute, hour, dom, month, dow = parsed.sets
+    common: dict[str, Any] = {
+        "minute": ",".join(map(str, sorted(minute))),
+        "hour": ",".join(map(str, sorted(hour))),
+        "month": ",".join(map(str, sorted(month))),
+        "timezone": tz,
+    }
+    day_text = ",".join(map(str, sorted(dom)))
+    dow_text = ",".join(_APS_DAYS[d] for d in sorted(dow))
+    if not parsed.star[2] and not parsed.star[4]:
+        trigger: Any = OrTrigger(
+            [
+                CronTrigger(day=day_text, day_of_week="*", **common),
+                CronTrigger(day="*", day_of_week=dow_text, **common),
+            ]
+        )
+    else:
+        trigger = CronTrigger(day=day_text, day_of_week=dow_text, **common)
+    return CronSchedule(
+        expression=expression, timezone=timezone, canonical=parsed.canonical, trigger=trigger
+    )

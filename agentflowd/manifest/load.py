@@ -233,12 +233,20 @@ def _message(path: Path, err: ErrorDetails) -> str:
             return f"kind {given!r} is not supported; use {KIND!r}"
         hint = _did_you_mean(str(given), options) if isinstance(given, str) else ""
         return f"{given!r} is not one of {expected}{hint}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping{_got(given)}"
+    if kind in ("tuple_type", "list_type"):
+        return f"expected a list{_got(given)}"
     msg = err["msg"].replace("Tuple should", "List should")
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
     elif kind.endswith(("_type", "_parsing")) and _short(given):
         msg = f"{msg} (got {given!r})"
     return msg[:1].lower() + msg[1:]
+
+
+def _got(value: Any) -> str:
+    return f" (got {value!r})" if _short(value) else f" (got a {type(value).__name__})"
 
 
 def _short(value: Any) -> bool:

@@ -21,11 +21,15 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
+    StrictBool,
+    StrictInt,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -79,7 +83,8 @@ def _matching(pattern: str, explain: str, max_length: int) -> Callable[[str], st
     regex = re.compile(pattern)
 
     def check(value: str) -> str:
-        if len(value) > max_length or not regex.match(value):
+        # fullmatch: `$` alone would let a trailing newline through ("wf\n")
+        if len(value) > max_length or not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not valid: {explain}")
         return value
 
@@ -141,16 +146,23 @@ _HOST = (
     r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
     r"|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
 )
+_HOST_EXPLAIN = (
+    "a host is a name, '*.domain', an IPv4 address or a bracketed IPv6 address, "
+    "with an optional :port"
+)
+
+
+def _port_in_range(value: str) -> str:
+    head, sep, port = value.rpartition(":")
+    if sep and head and not head.endswith(":") and port.isdigit() and not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not valid: port {port} is outside 1-65535")
+    return value
+
+
 HostPattern = Annotated[
     str,
-    AfterValidator(
-        _matching(
-            _HOST,
-            "a host is a name, '*.domain', an IPv4 address or a bracketed IPv6 address, "
-            "with an optional :port",
-            260,
-        )
-    ),
+    AfterValidator(_matching(_HOST, _HOST_EXPLAIN, 260)),
+    AfterValidator(_port_in_range),
     _str_schema(_HOST, 260),
 ]
 _WEBHOOK_PATH = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$"
@@ -173,6 +185,12 @@ CredentialName = Annotated[
     ),
     _str_schema(_CREDENTIAL, 128),
 ]
+
+# Scalars are strict: YAML says what type a value is, and `maxTokens: "1000"` or
+# `needs_json: "y"` is a mistake to report, not to coerce. Numbers must be finite.
+Int = StrictInt
+Bool = StrictBool
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 
 # Quantities: parsed on input, written back in their canonical spelling in JSON.
 Memory = Annotated[
@@ -288,8 +306,8 @@ class LLMConfig(_Model):
 
     provider: Provider
     model: str = Field(min_length=1, max_length=200)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    temperature: Number | None = Field(default=None, ge=0, le=2)
+    max_tokens: Int | None = Field(default=None, gt=0, le=1_000_000)
 
 
 class Resources(_Model):
@@ -304,9 +322,9 @@ class Resources(_Model):
 class Limits(_Model):
     """Counted host calls of one agent step; a step that exceeds one fails with LimitExceeded."""
 
-    llm_calls: int = Field(default=100, ge=0, le=1_000_000)
-    network_requests: int = Field(default=100, ge=0, le=1_000_000)
-    file_operations: int = Field(default=1000, ge=0, le=10_000_000)
+    llm_calls: Int = Field(default=100, ge=0, le=1_000_000)
+    network_requests: Int = Field(default=100, ge=0, le=1_000_000)
+    file_operations: Int = Field(default=1000, ge=0, le=10_000_000)
 
 
 class Network(_Model):
@@ -324,7 +342,7 @@ class Network(_Model):
 class RetryPolicy(_Model):
     """Retries of transient failures: attempts in all (1 = no retry) and the backoff."""
 
-    max_attempts: int = Field(default=3, ge=1, le=100)
+    max_attempts: Int = Field(default=3, ge=1, le=100)
     backoff: Backoff = Backoff.EXPONENTIAL
     initial_delay: Duration = Field(default="1s", validate_default=True)
     max_delay: Duration = Field(default="5m", validate_default=True)
@@ -434,7 +452,7 @@ class Trigger(_Model):
 class Config(_Model):
     """Execution settings of the whole workflow."""
 
-    max_concurrent_executions: int = Field(default=10, ge=1, le=10_000)
+    max_concurrent_executions: Int = Field(default=10, ge=1, le=10_000)
     default_timeout: Duration = Field(
         default="30m", validate_default=True, description="Deadline of a whole execution."
     )
@@ -454,13 +472,18 @@ class Conditions(BaseModel):
     accuracy: Literal["standard", "high", "critical"] | None = None
     cost: Literal["minimal", "normal", "priority"] | None = None
     data_sensitivity: Literal["low", "medium", "high"] | None = None
-    needs_json: bool | None = None
-    needs_tools: bool | None = None
+    needs_json: Bool | None = None
+    needs_tools: Bool | None = None
 
 
 def _conditions_as_list(value: object) -> object:
     # A single map means all-of; a list of maps means any-of. One map == a list of one.
     return [value] if isinstance(value, dict) else value
+
+
+def _always_if_any_empty(value: tuple[Conditions, ...]) -> tuple[Conditions, ...]:
+    # An empty map matches every request, so a list holding one is the same as no conditions.
+    return () if any(not c.model_fields_set for c in value) else value
 
 
 class Route(_Model):
@@ -471,6 +494,7 @@ class Route(_Model):
     conditions: Annotated[
         tuple[Conditions, ...],
         BeforeValidator(_conditions_as_list, json_schema_input_type=Conditions | list[Conditions]),
+        AfterValidator(_always_if_any_empty),
     ] = ()
 
 
@@ -485,9 +509,9 @@ class Budget(_Model):
     """Spending caps in USD; a call that would cross one is downgraded or refused."""
 
     currency: Literal["USD"] = "USD"
-    per_execution: float | None = Field(default=None, ge=0)
-    per_day: float | None = Field(default=None, ge=0)
-    per_month: float | None = Field(default=None, ge=0)
+    per_execution: Number | None = Field(default=None, ge=0)
+    per_day: Number | None = Field(default=None, ge=0)
+    per_month: Number | None = Field(default=None, ge=0)
     on_exceeded: BudgetAction = BudgetAction.DOWNGRADE
 
 

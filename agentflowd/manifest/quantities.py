@@ -29,6 +29,10 @@ class QuantityError(ValueError):
     """A quantity string does not parse; the message says what was expected."""
 
 
+MAX_BYTES = 2**63 - 1
+MAX_MILLICORES = 10**9
+MAX_DURATION_MS = 366 * 24 * 3_600_000
+
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _MEMORY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
@@ -50,6 +54,8 @@ def parse_memory(value: object) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise QuantityError("memory must be greater than zero")
+        if value > MAX_BYTES:
+            raise QuantityError(f"{value} bytes is more than 8Ei")
         return value
     if not isinstance(value, str):
         raise QuantityError(f"expected a memory size such as 512Mi or 1Gi, got {value!r}")
@@ -79,6 +85,8 @@ def parse_memory(value: object) -> int:
         raise QuantityError(f"{value!r} is not a whole number of bytes")
     if total <= 0:
         raise QuantityError("memory must be greater than zero")
+    if total > MAX_BYTES:
+        raise QuantityError(f"{value!r} is more than 8Ei")
     return int(total)
 
 
@@ -109,7 +117,11 @@ def parse_cpu(value: object) -> int:
         number = _decimal(body)
     else:
         raise QuantityError(f"expected a CPU quantity such as 200m or 1, got {value!r}")
+    if not number.is_finite():
+        raise QuantityError(f"{value!r} is not a CPU quantity; use e.g. 200m, 500m or 1")
     milli = number if suffix else number * 1000
+    if milli > MAX_MILLICORES:
+        raise QuantityError(f"{value!r} is more than 1,000,000 cores")
     if milli != milli.to_integral_value():
         raise QuantityError(f"{value!r} is finer than one millicore (1m)")
     if milli <= 0:
@@ -151,6 +163,8 @@ def parse_duration(value: object) -> timedelta:
         raise QuantityError(f"{value!r} is finer than one millisecond")
     if total <= 0:
         raise QuantityError("a duration must be greater than zero")
+    if total > MAX_DURATION_MS:
+        raise QuantityError(f"{value!r} is longer than 366 days")
     return timedelta(milliseconds=int(total))
 
 

@@ -202,9 +202,12 @@ def read_yaml(data: bytes, file: str, limits: Limits | None = None) -> ReadResul
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         return fatal(_syntax_message(exc, text, line, col), "yaml-syntax", line, col)
     except ReaderError as exc:
+        # libyaml counts bytes of the UTF-8 text; report characters, as editors do
+        raw = text.encode("utf-8")
         pos = exc.position
-        line = text.count("\n", 0, pos) + 1
-        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line = raw.count(b"\n", 0, pos) + 1
+        start = raw.rfind(b"\n", 0, pos) + 1
+        col = len(raw[start:pos].decode("utf-8", "replace")) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         return fatal(
             f"control character U+{char:04X} is not allowed in YAML", "yaml-syntax", line, col
@@ -295,10 +298,16 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
             nodes += 1
             top = stack[-1] if stack else None
             if top is not None and top.kind == "map" and top.key is None:
-                if ev.anchor is not None or (ev.tag not in (None, "!", f"{_CORE}str")):
+                explicit_merge = ev.tag == f"{_CORE}merge"
+                if ev.anchor is not None or ev.tag not in (
+                    None,
+                    "!",
+                    f"{_CORE}str",
+                    f"{_CORE}merge",
+                ):
                     raise _Abort(mark, "mapping keys must be plain strings", "yaml-complex-key")
                 top.key, top.key_mark = ev.value, mark
-                top.is_merge = ev.value == "<<" and ev.implicit[0]
+                top.is_merge = explicit_merge or (ev.value == "<<" and ev.implicit[0])
                 continue
             add(_scalar(ev, mark), mark, 1, ev.anchor)
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
@@ -377,8 +386,19 @@ def _scalar(ev: Any, mark: Mark) -> Any:
     if tag.endswith(":null"):
         return None
     node = ScalarNode(tag, ev.value)
-    if tag.endswith(":int"):
-        return _constructor.construct_yaml_int(node)
-    if tag.endswith(":float"):
-        return _constructor.construct_yaml_float(node)
-    return _constructor.construct_yaml_bool(node)
+    kind = tag.rsplit(":", 1)[-1]
+    build = {
+        "int": _constructor.construct_yaml_int,
+        "float": _constructor.construct_yaml_float,
+        "bool": _constructor.construct_yaml_bool,
+    }[kind]
+    try:
+        value = build(node)
+    except (ValueError, IndexError, KeyError, OverflowError, TypeError):
+        # explicit tags on text that is no such value (`!!int abc`), or ints past Python's
+        # 4,300-digit conversion limit
+        shown = ev.value if len(ev.value) <= 40 else ev.value[:40] + "…"
+        raise _Abort(mark, f"{shown!r} is not a valid {kind}", "yaml-bad-scalar") from None
+    if kind == "bool" and not isinstance(value, bool):  # pragma: no cover - defensive
+        raise _Abort(mark, f"{ev.value!r} is not a valid bool", "yaml-bad-scalar")
+    return value

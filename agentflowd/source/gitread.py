@@ -10,6 +10,7 @@ pygit2 objects are not thread-safe: call this from one thread per repository.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,20 +51,39 @@ def read_commit(
     except (KeyError, ValueError, pygit2.GitError) as exc:
         raise RevisionNotFound(ref, str(repo_dir)) from exc
     files: list[SourceFile] = []
-    roots = [p.strip("/") for p in subpaths] or [""]
-    for root in roots:
+    seen: set[str] = set()
+    for root in _roots(subpaths, ref):
         tree: pygit2.Object = commit.tree
         if root:
             try:
                 tree = commit.tree[root]
             except KeyError as exc:
                 raise SourceError(f"path {root!r} does not exist at {ref}", revision=ref) from exc
-        if tree.type == ObjectType.BLOB:
-            files.append(_blob(repo, tree, root, limits, named=True))
+        if tree.type == ObjectType.BLOB or tree.filemode == FileMode.LINK:
+            read = [_blob(repo, tree, root, limits)]
+        elif isinstance(tree, pygit2.Tree):
+            read = []
+            _walk(repo, tree, root, limits, read)
         else:
-            assert isinstance(tree, pygit2.Tree)
-            _walk(repo, tree, root, limits, files)
+            raise SourceError(f"path {root!r} is a submodule, not part of {ref}", revision=ref)
+        for source in read:
+            if source.path not in seen:
+                seen.add(source.path)
+                files.append(source)
     return GitSnapshot(commit=str(commit.id), ref=ref, files=files)
+
+
+def _roots(subpaths: Sequence[str], ref: str) -> list[str]:
+    """Sub-paths as tree paths: ``.``, ``./a`` and ``a/`` work; nothing may leave the tree."""
+    roots: list[str] = []
+    for raw in subpaths or [""]:
+        if raw.startswith("/"):
+            raise SourceError(f"path {raw!r} must be relative to the repository root", revision=ref)
+        norm = posixpath.normpath(raw) if raw else "."
+        if norm == ".." or norm.startswith("../"):
+            raise SourceError(f"path {raw!r} leaves the repository", revision=ref)
+        roots.append("" if norm == "." else norm)
+    return roots
 
 
 def _walk(

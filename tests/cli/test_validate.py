@@ -82,11 +82,36 @@ def test_symlinks_in_a_walk_are_reported_not_followed(tmp_path):
     outside = write(tmp_path / "outside", {"secret.yaml": named("secret")})
     repo = write(tmp_path / "repo", {"a.yaml": named("a")})
     (repo / "link.yaml").symlink_to(outside / "secret.yaml")
-    (repo / "linkdir").symlink_to(outside)
+    (repo / "linkdir").symlink_to(outside)  # like git, a linked directory is not walked
     code, out, _ = run("validate", str(repo))
     assert code == 1
-    assert f"{repo}/link.yaml: error: symlink to '{outside}/secret.yaml' is not followed" in out
-    assert f"{repo}/linkdir: error: symlink to '{outside}' is not followed" in out
+    assert out.splitlines()[0] == (
+        f"{repo}/link.yaml: error: symlink to '{outside}/secret.yaml' is not followed"
+    )
+    assert "secret" not in out.replace("secret.yaml' is not followed", "")
+    code, out, _ = run("validate", str(tmp_path / "repo" / "linkdir"))  # named: followed
+    assert code == 0
+
+
+def test_a_file_named_twice_is_read_once(tmp_path):
+    write(tmp_path, {"d/a.yaml": named("a")})
+    code, out, _ = run("validate", str(tmp_path / "d"), str(tmp_path / "d" / "a.yaml"))
+    assert (code, out.splitlines()[-1]) == (0, "OK: 1 file, 1 workflow valid")
+
+
+def test_special_files_are_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    code, out, _ = run("validate", str(tmp_path))
+    assert code == 1 and "pipe.yaml: error: not a regular file" in out
+
+
+def test_submodule_checkouts_are_not_walked(tmp_path):
+    write(
+        tmp_path,
+        {"a.yaml": named("a"), "vendor/sub/.git": "gitdir: x", "vendor/sub/a.yaml": named("a")},
+    )
+    code, out, _ = run("validate", str(tmp_path))
+    assert (code, out.splitlines()[-1]) == (0, "OK: 1 file, 1 workflow valid")
 
 
 def test_json_format(tmp_path):
@@ -241,3 +266,20 @@ def test_schema_command(tmp_path):
 def test_version():
     code, out, _ = run("version")
     assert code == 0 and out.startswith("agentflow 0.")
+
+
+@pytest.mark.parametrize("sub", [".", "./", "w/", "./w", "w/../w"])
+def test_git_sub_paths_are_normalized(git_repo, sub):
+    repo = git_repo({"w/a.yaml": named("a")})
+    code, out, _ = run("validate", "--git", "HEAD", "--repo", str(repo), sub)
+    assert (code, out.splitlines()[-1]) == (0, "OK: 1 file, 1 workflow valid"), out
+
+
+@pytest.mark.parametrize(
+    ("sub", "message"),
+    [("/etc", "relative to the repository root"), ("../x", "leaves the repository")],
+)
+def test_git_sub_paths_cannot_leave_the_tree(git_repo, sub, message):
+    repo = git_repo({"w/a.yaml": named("a")})
+    code, _, err = run("validate", "--git", "HEAD", "--repo", str(repo), sub)
+    assert code == 2 and message in err

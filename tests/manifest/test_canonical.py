@@ -195,7 +195,13 @@ def test_spellings_that_mean_the_same_hash_the_same():
             "retryPolicy: exponential", "retryPolicy: {backoff: exponential, maxAttempts: 3}"
         ),
         VALID.replace("dependsOn: [classify]", "dependsOn: [classify, classify]"),
+        VALID.replace('"0 9 * * 1-5"', '"0  9 * * mon-fri"'),
+        VALID + "  budget: {}\n",
+        VALID + "  llmRouting: {fallbacks: [{provider: local, model: m}]}\n",
     ]
+    routed = VALID + "  llmRouting: {fallbacks: [{provider: local, model: m, conditions: {}}]}\n"
+    assert spec_hash(load_one(routed)) == spec_hash(load_one(variants[-1]))
+    variants.pop()
     assert len({spec_hash(load_one(v)) for v in variants}) == 1
 
 

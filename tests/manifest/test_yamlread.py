@@ -120,3 +120,21 @@ def test_complex_keys_are_refused(text):
 def test_custom_tags_are_refused():
     for text in ["a: !!python/object:os.system x\n", "a: !secret x\n", "a: !!set {x}\n"]:
         assert [d.code for d in read(text).diagnostics] == ["yaml-tag"], text
+
+
+def test_explicit_merge_tag():
+    assert read("b: 1\n!!merge <<: {a: 1}\n").documents[0].data == {"a": 1, "b": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a: !!int abc\n", "'abc' is not a valid int"),
+        ("a: !!bool maybe\n", "not a valid bool"),
+        ("a: !!float x\n", "not a valid float"),
+        ('a: !!int ""\n', "'' is not a valid int"),
+    ],
+)
+def test_explicit_tags_on_bad_text_are_diagnostics(text, fragment):
+    (diag,) = read(text).diagnostics
+    assert diag.code == "yaml-bad-scalar" and fragment in diag.message
