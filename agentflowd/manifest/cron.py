@@ -219,14 +219,21 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     tz = parse_timezone(timezone)
     parsed = _parse(expression)
     minute, hour, dom, month, dow = parsed.sets
+
+    def listed(values: set[int], field: _Field) -> str:
+        # "*" where every value is selected: APScheduler compiles each list item separately
+        return (
+            "*" if len(values) == field.high - field.low + 1 else ",".join(map(str, sorted(values)))
+        )
+
     common: dict[str, Any] = {
-        "minute": ",".join(map(str, sorted(minute))),
-        "hour": ",".join(map(str, sorted(hour))),
-        "month": ",".join(map(str, sorted(month))),
+        "minute": listed(minute, _FIELDS[0]),
+        "hour": listed(hour, _FIELDS[1]),
+        "month": listed(month, _FIELDS[3]),
         "timezone": tz,
     }
-    day_text = ",".join(map(str, sorted(dom)))
-    dow_text = ",".join(_APS_DAYS[d] for d in sorted(dow))
+    day_text = listed(dom, _FIELDS[2])
+    dow_text = "*" if len(dow) == 7 else ",".join(_APS_DAYS[d] for d in sorted(dow))
     if not parsed.star[2] and not parsed.star[4]:
         trigger: Any = OrTrigger(
             [

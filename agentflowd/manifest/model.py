@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from agentflowd.manifest.cron import CronSchedule, parse_cron, parse_timezone
+from agentflowd.manifest.cron import CronSchedule, normalize_cron, parse_cron, parse_timezone
 from agentflowd.manifest.quantities import (
     format_cpu,
     format_duration,
@@ -410,7 +410,7 @@ class Schedule(_Model):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        parse_cron(value)  # the syntax does not depend on the zone
+        normalize_cron(value)  # validates; the trigger is built only when needed
         return value
 
     @field_validator("timezone")

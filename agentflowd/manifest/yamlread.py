@@ -291,7 +291,17 @@ def _documents(text: str, limits: Limits, file: str) -> Iterator[Document]:
             return (*top.path, len(top.value))
         return (*top.path, top.key if top.key is not None else "?")
 
-    for ev in _events(text):
+    # Pull events straight from the C parser (a generator in between costs ~20% here).
+    parser = _CParser(text) if _CParser is not None else None
+    stream = None if parser is not None else _events(text)
+    while True:
+        if parser is not None:
+            ev = parser.get_event()
+        else:  # pragma: no cover - pure-Python fallback
+            assert stream is not None
+            ev = next(stream, None)
+        if ev is None:
+            break
         kind = type(ev)
         if kind is ScalarEvent:
             mark = _mark(ev)
