@@ -17,15 +17,26 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from agentflowd.errors import AgentFlowError, PermanentError
-from agentflowd.manifest import Diagnostic, LoadReport, load_sources
+from agentflowd.errors import AgentFlowError, ConflictError, NotFound, PermanentError
+from agentflowd.manifest import Diagnostic, LoadReport, canonical_dict, load_sources, spec_hash
 from agentflowd.reconcile.apply import apply_plan
 from agentflowd.reconcile.desired import actual_from_store, broken_files, desired_from_report
 from agentflowd.reconcile.plan import Action, Plan, plan
 from agentflowd.reconcile.status import CONTEXT_SYNC, CommitStatus, StatusSink, describe
 from agentflowd.source.git import GitSource
-from agentflowd.store import RevisionKind, RevisionRecord, RevisionState, SourceState, Store
+from agentflowd.store import (
+    HistoryAction,
+    Origin,
+    RevisionKind,
+    RevisionRecord,
+    RevisionState,
+    SourceState,
+    Store,
+    StoredWorkflow,
+    WorkflowWrite,
+)
 
 __all__ = ["Reconciler", "SyncOutcome"]
 
@@ -112,6 +123,69 @@ class Reconciler:
         current = self.store.source_state(self.name)
         self._save_state(current, last_seen=sha, last_applied=sha)
         return result
+
+    def preview(self, revision: str) -> tuple[str, LoadReport, Plan]:
+        """What applying ``revision`` (any ref or sha) would change, without changing it."""
+        snapshot = self.source.snapshot(revision)
+        report = load_sources(snapshot.files, self.source.limits)
+        the_plan = plan(
+            desired_from_report(report),
+            actual_from_store(self.store.workflows()),
+            broken_files=broken_files(report),
+            prune=self.prune,
+        )
+        return snapshot.commit, report, the_plan
+
+    def rollback(self, name: str, to: str) -> StoredWorkflow:
+        """Make an earlier version of ``name`` active and pin it there.
+
+        ``to`` is a commit (full or abbreviated sha, or any ref) or a history generation
+        (``gen:3``). The store's history (last 10 versions) is searched first; any older
+        commit is read from git. Auto-sync leaves the workflow pinned until :meth:`unpin`.
+        """
+        current = self.store.get_workflow(name)
+        if current.origin is not Origin.GIT:
+            raise ConflictError(f"workflow {name!r} is not managed by git", workflow=name)
+        spec, spec_hash, revision = self._find_version(name, to)
+        self.store.put_workflow(
+            WorkflowWrite(
+                name=name,
+                origin=Origin.GIT,
+                spec=spec,
+                spec_hash=spec_hash,
+                revision=revision,
+                file=current.file,
+            ),
+            action=HistoryAction.ROLLBACK,
+            now=self.clock(),
+        )
+        return self.store.set_pin(name, revision or to, now=self.clock())
+
+    def _find_version(self, name: str, to: str) -> tuple[dict[str, Any], str, str | None]:
+        for entry in self.store.history(name):
+            if (to.startswith("gen:") and to[4:] == str(entry.generation)) or (
+                entry.revision is not None and len(to) >= 7 and entry.revision.startswith(to)
+            ):
+                return entry.spec, entry.spec_hash, entry.revision
+        if to.startswith("gen:"):
+            raise NotFound(f"workflow {name!r} has no generation {to[4:]} in its history")
+        snapshot = self.source.snapshot(to)
+        report = load_sources(snapshot.files, self.source.limits)
+        for manifest in report.manifests:
+            if manifest.name == name:
+                if not manifest.valid or manifest.workflow is None:
+                    raise ConflictError(
+                        f"workflow {name!r} is invalid at {to}; cannot roll back to it",
+                        workflow=name,
+                    )
+                wf = manifest.workflow
+                return canonical_dict(wf), spec_hash(wf), snapshot.commit
+        raise NotFound(f"workflow {name!r} does not exist at {to}")
+
+    def unpin(self, name: str) -> SyncOutcome:
+        """Let auto-sync manage ``name`` again, and re-apply the branch's newest commit."""
+        self.store.set_pin(name, None, now=self.clock())
+        return self.sync(force=True)
 
     def _finish(
         self,

@@ -195,3 +195,51 @@ def test_git_notes_append_and_survive_rereconcile(repo, tmp_path):
     reconciler.sync(force=True)
     states = [n["state"] for n in GitNotesSink(repo).read(sha)]
     assert states == ["pending", "success", "pending", "success"]
+
+
+def test_rollback_pins_and_unpin_follows_git_again(repo, tmp_path):
+    first = commit(repo, {"a.yaml": named("a")})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    commit(repo, {"a.yaml": named("a").replace("gpt-4", "gpt-4o")})
+    reconciler.sync()
+    v2 = reconciler.store.get_workflow("a")
+    rolled = reconciler.rollback("a", first[:8])
+    assert rolled.pinned_revision == first and rolled.generation == 3
+    assert rolled.spec_hash == reconciler.store.history("a")[2].spec_hash != v2.spec_hash
+    # a new commit does not move a pinned workflow
+    commit(repo, {"a.yaml": named("a").replace("gpt-4", "gpt-5")})
+    outcome = reconciler.sync()
+    assert outcome.plan.counts() == {"skip-pinned": 1}
+    assert reconciler.store.get_workflow("a").spec_hash == rolled.spec_hash
+    # unpin: git wins again
+    outcome = reconciler.unpin("a")
+    assert outcome.plan.counts() == {"update": 1}
+    assert not reconciler.store.get_workflow("a").pinned
+
+
+def test_rollback_by_generation_and_to_commits_older_than_the_history(repo, tmp_path):
+    from agentflowd.errors import NotFound
+
+    shas = [commit(repo, {"a.yaml": named("a").replace("gpt-4", f"gpt-{n}")}) for n in range(12)]
+    reconciler, _ = make(repo, tmp_path)
+    for n in range(12):
+        reconciler.reconcile(shas[n])
+    assert len(reconciler.store.history("a")) == 10
+    assert reconciler.rollback("a", "gen:5").pinned_revision == shas[4]
+    old = reconciler.rollback("a", shas[0])  # gone from the history: read from git
+    assert "gpt-0" in str(old.spec)
+    with pytest.raises(NotFound):
+        reconciler.rollback("a", "gen:99")
+
+
+def test_preview_plans_without_applying(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    git(repo, "checkout", "-q", "-b", "feature")
+    sha = commit(repo, {"b.yaml": named("b"), "a.yaml": None})
+    commit_id, report, the_plan = reconciler.preview("feature")
+    assert commit_id == sha and report.valid
+    assert the_plan.counts() == {"create": 1, "delete": 1}
+    assert sorted(reconciler.store.workflows()) == ["a"]
