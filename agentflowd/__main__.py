@@ -1,8 +1,7 @@
 """``agentflowd``: the daemon's command.
 
-The reconciler (``agentflowd serve``) lands with the GitOps issue. Today the command offers
-``agentflowd check DIR``: load a directory of manifests exactly as the daemon will, and print
-what it would run (each workflow's agents in stages, triggers and next fire times, hash).
+``agentflowd serve`` follows a git repository and applies its workflows; ``agentflowd check DIR``
+loads a directory of manifests exactly as the daemon will and prints what it would run.
 """
 
 from __future__ import annotations
@@ -14,27 +13,70 @@ from pathlib import Path
 __all__ = ["entry", "main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``agentflowd`` with ``argv``; returns the exit code."""
+def _parser() -> argparse.ArgumentParser:
     from agentflowd._version import __version__
-    from agentflowd.cli.validate import run_validate
-    from agentflowd.errors import UsageError
 
     parser = argparse.ArgumentParser(
         prog="agentflowd", description="The AgentFlow GitOps reconciler daemon."
     )
     parser.add_argument("--version", action="version", version=f"agentflowd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="follow a git repository and apply its workflows",
+        description="Every option can also be set in --config FILE (snake_case keys) or as "
+        "AGENTFLOW_<KEY> in the environment; flags win over variables, which win over the file.",
+    )
+    serve.add_argument("--repo", help="local path or URL of the git repository")
+    serve.add_argument("--branch", help="branch to follow (default main)")
+    serve.add_argument("--path", help="sub-directory holding the manifests")
+    serve.add_argument("--database", help="SQLite path or postgresql:// URL")
+    serve.add_argument("--listen", help="HOST:PORT of the API (default 127.0.0.1:8080)")
+    serve.add_argument("--state-dir", type=Path, help="state directory (default .agentflow)")
+    serve.add_argument("--config", type=Path, help="YAML config file")
+    serve.add_argument("--poll-interval", help="how often to poll a remote (default 60s)")
+    serve.add_argument("--api-url", help="public base URL of the API, for status links")
+    serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_const",
+        const=False,
+        help="keep workflows removed from git",
+    )
     check = sub.add_parser("check", help="load a manifest directory as the daemon will")
     check.add_argument("path", type=Path, help="directory (or file) of workflow manifests")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``agentflowd`` with ``argv``; returns the exit code."""
+    from agentflowd.errors import UsageError
+
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        from agentflowd.cli.validate import run_validate
+
+        try:
+            text, code = run_validate([args.path], verbose=True)
+        except UsageError as exc:
+            print(f"agentflowd check: {exc}", file=sys.stderr)  # noqa: T201
+            return 2
+        sys.stdout.write(text)
+        return code
+    from agentflowd.daemon import serve
+    from agentflowd.errors import AgentFlowError
+    flags = {
+        k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None
+    }
     try:
-        text, code = run_validate([args.path], verbose=True)
+        return serve(config_file=args.config, flags=flags)
     except UsageError as exc:
-        print(f"agentflowd check: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"agentflowd: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    sys.stdout.write(text)
-    return code
+    except AgentFlowError as exc:
+        print(f"agentflowd: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
 
 
 def entry() -> None:

@@ -1,0 +1,315 @@
+"""The REST API (FastAPI): workflows, revisions, sync and diff, operator actions, git push
+webhooks, health and metrics.
+
+Every error has one shape, ``{"error": {"code": ..., "message": ...}}``, with 404 for unknown
+names, 409 for conflicts, 400/422 for bad requests. Store reads run in FastAPI's thread pool;
+anything touching git goes through the daemon's single git thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentflowd._version import __version__
+from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
+from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
+from agentflowd.manifest import Workflow
+from agentflowd.observability import Metrics
+from agentflowd.reconcile import Plan, Reconciler, SyncOutcome
+from agentflowd.store import RevisionRecord, Store, StoredWorkflow
+
+__all__ = ["DaemonHandle", "ErrorBody", "create_app"]
+
+
+class DaemonHandle(Protocol):
+    """What the API needs from the running daemon."""
+
+    store: Store
+    reconciler: Reconciler
+    metrics: Metrics
+    webhook_secret: str | None
+
+    @property
+    def ready(self) -> bool:
+        """True once the database, the source and the listener are up."""
+        ...
+
+    def run_git(self, fn: Callable[[], Any]) -> Awaitable[Any]:
+        """Run ``fn`` on the git thread."""
+        ...
+
+    def request_sync(self, noticed_at: float | None = None) -> None:
+        """Ask the reconcile loop for a pass now."""
+        ...
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class RollbackRequest(BaseModel):
+    """Where to roll back to: a commit (sha or ref) or ``gen:N`` from the history."""
+
+    to: str = Field(min_length=1, max_length=200)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _phase(w: StoredWorkflow) -> str:
+    if w.last_error:
+        return "failing"
+    return "suspended" if w.suspended else "active"
+
+
+def workflow_summary(w: StoredWorkflow) -> dict[str, Any]:
+    """The list view of a workflow."""
+    return {
+        "name": w.name,
+        "origin": w.origin.value,
+        "phase": _phase(w),
+        "revision": w.revision,
+        "generation": w.generation,
+        "suspended": w.suspended,
+        "pinned_revision": w.pinned_revision,
+        "file": w.file,
+        "agents": len(w.spec.get("spec", {}).get("agents", [])),
+        "updated_at": w.updated_at.isoformat(),
+    }
+
+
+def _next_fire_times(spec: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    try:
+        workflow = Workflow.model_validate(spec)
+    except ValueError:  # pragma: no cover - stored specs were valid when applied
+        return []
+    out = []
+    for trigger in workflow.spec.triggers:
+        if trigger.schedule is not None:
+            times = trigger.schedule.compile().next_fire_times(now, 3)
+            out.append(
+                {
+                    "cron": trigger.schedule.cron,
+                    "timezone": trigger.schedule.timezone,
+                    "next": [t.isoformat() for t in times],
+                }
+            )
+    return out
+
+
+def revision_view(r: RevisionRecord) -> dict[str, Any]:
+    """A revision record as JSON."""
+    data = asdict(r)
+    data["kind"], data["state"] = r.kind.value, r.state.value
+    data["started_at"] = r.started_at.isoformat()
+    data["finished_at"] = r.finished_at.isoformat() if r.finished_at else None
+    return data
+
+
+def plan_view(commit: str, the_plan: Plan, diagnostics: list[dict[str, Any]]) -> dict[str, Any]:
+    """A plan as JSON (``agentflow diff``, ``POST /sync``)."""
+    return {
+        "commit": commit,
+        "counts": the_plan.counts(),
+        "changes": [
+            {"name": c.name, "action": c.action.value, "reason": c.reason} for c in the_plan.changes
+        ],
+        "diagnostics": diagnostics,
+    }
+
+
+def outcome_view(outcome: SyncOutcome) -> dict[str, Any]:
+    """What a sync did."""
+    if outcome.noop:
+        return {"commit": outcome.sha, "state": "unchanged", "counts": {}, "changes": []}
+    view: dict[str, Any] = {
+        "commit": outcome.sha,
+        "state": outcome.state.value if outcome.state else None,
+        "revision": revision_view(outcome.record) if outcome.record else None,
+    }
+    if outcome.plan is not None:
+        view.update(
+            plan_view(outcome.sha, outcome.plan, [d.to_dict() for d in outcome.diagnostics])
+        )
+        view["state"] = outcome.state.value if outcome.state else None
+    return view
+
+
+def create_app(daemon: DaemonHandle) -> FastAPI:
+    """The API of one daemon."""
+    app = FastAPI(
+        title="AgentFlow",
+        version=__version__,
+        description="GitOps reconciler for AI agent workflows.",
+        responses={
+            400: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            409: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
+    )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_request: Request, exc: ConflictError) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(UsageError)
+    async def _usage(_request: Request, exc: UsageError) -> JSONResponse:
+        return _error(400, "bad_request", str(exc))
+
+    @app.exception_handler(AgentFlowError)
+    async def _other(_request: Request, exc: AgentFlowError) -> JSONResponse:
+        return _error(503 if not isinstance(exc, UsageError) else 400, "unavailable", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(422, "invalid_request", f"{where}: {first['msg']}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is alive and serving."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorBody}})
+    def readyz() -> Response:
+        """Ready: the database is migrated, the source opened and the listener bound."""
+        if not daemon.ready:
+            return _error(503, "not_ready", "starting")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(
+            daemon.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/api/v1/workflows", tags=["workflows"])
+    def list_workflows() -> list[dict[str, Any]]:
+        """Every workflow with its phase, revision and operator state."""
+        return [workflow_summary(w) for w in daemon.store.workflows().values()]
+
+    @app.get("/api/v1/workflows/{name}", tags=["workflows"])
+    def get_workflow(name: str) -> dict[str, Any]:
+        """One workflow: spec, last error, history, next fire times."""
+        w = daemon.store.get_workflow(name)
+        view = workflow_summary(w)
+        view.update(
+            spec=w.spec,
+            spec_hash=w.spec_hash,
+            last_error=w.last_error,
+            error_revision=w.error_revision,
+            created_at=w.created_at.isoformat(),
+            schedules=_next_fire_times(w.spec, datetime.now(UTC)),
+            history=[
+                {
+                    "generation": h.generation,
+                    "revision": h.revision,
+                    "action": h.action.value,
+                    "spec_hash": h.spec_hash,
+                    "applied_at": h.applied_at.isoformat(),
+                }
+                for h in daemon.store.history(name)
+            ],
+        )
+        return view
+
+    @app.post("/api/v1/workflows/{name}/suspend", tags=["workflows"])
+    def suspend(name: str) -> dict[str, Any]:
+        """Stop triggers from starting executions of this workflow."""
+        now = daemon.reconciler.clock()
+        return workflow_summary(daemon.store.set_suspended(name, True, now=now))
+
+    @app.post("/api/v1/workflows/{name}/resume", tags=["workflows"])
+    def resume(name: str) -> dict[str, Any]:
+        """Let triggers start executions again."""
+        now = daemon.reconciler.clock()
+        return workflow_summary(daemon.store.set_suspended(name, False, now=now))
+
+    @app.post("/api/v1/workflows/{name}/rollback", tags=["workflows"])
+    async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
+        """Activate an earlier version and pin it; auto-sync leaves it until unpinned."""
+        stored = await daemon.run_git(lambda: daemon.reconciler.rollback(name, body.to))
+        return workflow_summary(stored)
+
+    @app.post("/api/v1/workflows/{name}/unpin", tags=["workflows"])
+    async def unpin(name: str) -> dict[str, Any]:
+        """Follow git again (re-applies the branch's newest commit)."""
+        daemon.store.get_workflow(name)
+        outcome = await daemon.run_git(lambda: daemon.reconciler.unpin(name))
+        return outcome_view(outcome)
+
+    @app.get("/api/v1/revisions", tags=["revisions"])
+    def list_revisions(limit: int = 50) -> list[dict[str, Any]]:
+        """Revisions picked up, newest first."""
+        return [revision_view(r) for r in daemon.store.revisions(limit=max(1, min(limit, 500)))]
+
+    @app.get("/api/v1/revisions/{revision_id}", tags=["revisions"])
+    def get_revision(revision_id: int) -> dict[str, Any]:
+        """One revision: state, summary, counts and every diagnostic."""
+        return revision_view(daemon.store.get_revision(revision_id))
+
+    @app.post("/api/v1/sync", tags=["revisions"])
+    async def sync(force: bool = False) -> dict[str, Any]:
+        """Fetch and reconcile now; returns what happened."""
+        outcome = await daemon.run_git(lambda: daemon.reconciler.sync(force=force))
+        return outcome_view(outcome)
+
+    @app.get("/api/v1/diff", tags=["revisions"])
+    async def diff(ref: str | None = None) -> dict[str, Any]:
+        """What applying ``ref`` (default: the followed branch) would change."""
+        target = ref or daemon.reconciler.source.ref
+        commit, report, the_plan = await daemon.run_git(lambda: daemon.reconciler.preview(target))
+        return plan_view(commit, the_plan, [d.to_dict() for d in report.errors])
+
+    @app.post(
+        "/api/v1/git/webhook",
+        tags=["git"],
+        status_code=202,
+        responses={401: {"model": ErrorBody}},
+    )
+    async def git_webhook(request: Request) -> Response:
+        """GitHub, GitLab and Gitea push events: verified, then an immediate fetch."""
+        body = await request.body()
+        try:
+            event: PushEvent = parse_push(request.headers, body, daemon.webhook_secret)
+        except WebhookError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        if event.ignored:
+            return JSONResponse({"status": "ignored", "reason": event.ignored}, status_code=202)
+        daemon.request_sync()
+        return JSONResponse(
+            {"status": "accepted", "forge": event.forge, "ref": event.ref}, status_code=202
+        )
+
+    return app

@@ -1,0 +1,89 @@
+"""Push webhooks from GitHub, GitLab and Gitea: verify, then tell the reconciler to fetch.
+
+* GitHub: ``X-GitHub-Event: push``, ``X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>``.
+* Gitea (and Forgejo): ``X-Gitea-Event: push``, ``X-Gitea-Signature: <hex HMAC-SHA256>``.
+* GitLab: ``X-Gitlab-Event: Push Hook``, ``X-Gitlab-Token: <the secret itself>``.
+
+Without a configured secret every webhook is refused: an unauthenticated endpoint that makes
+the daemon fetch would be a free amplifier. Pushes to ``refs/notes/*`` (our own statuses, pushed
+back) are ignored, as are pings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["PushEvent", "WebhookError", "parse_push"]
+
+
+class WebhookError(Exception):
+    """A webhook that is refused; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_webhook") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, kw_only=True)
+class PushEvent:
+    """A verified push; ``ignored`` says why nothing will happen, if so."""
+
+    forge: str
+    ref: str | None
+    after: str | None
+    ignored: str | None = None
+
+
+def _hmac(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _verify(headers: Mapping[str, str], body: bytes, secret: str) -> tuple[str, str]:
+    """The forge and its event name, once the signature or token checks out."""
+    if "x-gitea-event" in headers:
+        given = headers.get("x-gitea-signature", "")
+        if not hmac.compare_digest(given, _hmac(secret, body)):
+            raise WebhookError("bad X-Gitea-Signature", status=401, code="unauthorized")
+        return "gitea", headers["x-gitea-event"]
+    if "x-github-event" in headers:
+        given = headers.get("x-hub-signature-256", "")
+        if not hmac.compare_digest(given, "sha256=" + _hmac(secret, body)):
+            raise WebhookError("bad X-Hub-Signature-256", status=401, code="unauthorized")
+        return "github", headers["x-github-event"]
+    if "x-gitlab-event" in headers:
+        if not hmac.compare_digest(headers.get("x-gitlab-token", ""), secret):
+            raise WebhookError("bad X-Gitlab-Token", status=401, code="unauthorized")
+        return "gitlab", headers["x-gitlab-event"]
+    raise WebhookError("not a GitHub, GitLab or Gitea webhook (no event header)")
+
+
+def parse_push(headers: Mapping[str, str], body: bytes, secret: str | None) -> PushEvent:
+    """Verify a webhook and read its push; raise :class:`WebhookError` to refuse it."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if not secret:
+        raise WebhookError(
+            "webhooks are disabled: no webhook secret is configured",
+            status=401,
+            code="unauthorized",
+        )
+    forge, event = _verify(lowered, body, secret)
+    if event.lower() in ("ping", "system hook"):
+        return PushEvent(forge=forge, ref=None, after=None, ignored=event.lower())
+    if event.lower() not in ("push", "push hook"):
+        return PushEvent(forge=forge, ref=None, after=None, ignored=f"event {event!r}")
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise WebhookError("the push body is not JSON") from exc
+    ref = payload.get("ref") if isinstance(payload, dict) else None
+    after = payload.get("after") if isinstance(payload, dict) else None
+    if not isinstance(ref, str):
+        raise WebhookError("the push has no 'ref'")
+    if ref.startswith("refs/notes/"):
+        return PushEvent(forge=forge, ref=ref, after=after, ignored="notes push")
+    return PushEvent(forge=forge, ref=ref, after=after if isinstance(after, str) else None)

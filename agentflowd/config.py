@@ -1,0 +1,127 @@
+"""The daemon's configuration: one model, filled from a YAML file, ``AGENTFLOW_*`` variables and
+command-line flags, in that order of precedence (a flag beats a variable beats the file).
+
+Keys are the flags' names in snake case: ``--state-dir`` is ``state_dir:`` in the file and
+``AGENTFLOW_STATE_DIR`` in the environment. Unknown keys are errors (a misspelled key must not
+silently fall back to a default), reported with the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentflowd.errors import UsageError
+from agentflowd.manifest.model import Duration
+from agentflowd.manifest.yamlread import read_yaml
+
+__all__ = ["DaemonConfig", "load_config"]
+
+ENV_PREFIX = "AGENTFLOW_"
+
+
+class DaemonConfig(BaseModel):
+    """Everything ``agentflowd serve`` needs to know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(description="Local path or URL (file://, https://, ssh://) of the git repo.")
+    branch: str = "main"
+    path: str = Field(default="", description="Sub-directory of the repo holding manifests.")
+    state_dir: Path = Field(default=Path(".agentflow"))
+    database: str | None = Field(
+        default=None, description="SQLite path or postgresql:// URL; default STATE_DIR/agentflow.db"
+    )
+    listen: str = "127.0.0.1:8080"
+    api_url: str | None = Field(
+        default=None, description="Public base URL of the API, for status links."
+    )
+    poll_interval: Duration = Field(default="60s", validate_default=True)
+    prune: bool = True
+    validate_refs: tuple[str, ...] = Field(
+        default=(), description="Ref patterns validated but never applied (refs/heads/*)."
+    )
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    webhook_secret_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The database to open (SQLite in the state directory unless told otherwise)."""
+        return self.database or str(self.state_dir / "agentflow.db")
+
+    @property
+    def host(self) -> str:
+        """The address to bind."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to bind (0 picks a free one)."""
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def poll_seconds(self) -> float:
+        """The poll interval in seconds."""
+        value = self.poll_interval
+        return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in DaemonConfig.model_fields:
+        value = environ.get(ENV_PREFIX + key.upper())
+        if value is None:
+            continue
+        if key == "validate_refs":
+            out[key] = tuple(v for v in value.replace(",", " ").split() if v)
+        elif key == "prune":
+            out[key] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    *,
+    file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> DaemonConfig:
+    """Merge file < environment < flags; raise :class:`UsageError` naming what is wrong."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{file}: cannot read config: {exc.strerror}") from exc
+        result = read_yaml(data, str(file))
+        if result.fatal or any(d.diagnostics for d in result.documents):
+            first = (result.diagnostics or result.documents[0].diagnostics)[0]
+            raise UsageError(first.format())
+        if result.documents:
+            doc = result.documents[0].data
+            if not isinstance(doc, dict):
+                raise UsageError(f"{file}: the config is a mapping of keys to values")
+            values.update({str(k).replace("-", "_"): v for k, v in doc.items()})
+    values.update(_from_env(os.environ if environ is None else environ))
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return DaemonConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        source = f"{file}: " if file is not None else ""
+        raise UsageError(f"{source}{where}: {err['msg']}") from exc

@@ -1,0 +1,370 @@
+"""The composition root: ``agentflowd serve`` builds every part from its config and runs them.
+
+One asyncio loop runs the API (uvicorn), the change detection (a watch on a local repository's
+refs, or a jittered poll of a remote) and the reconcile loop. All git and reconcile work runs on
+one dedicated thread (libgit2 objects are not thread-safe), so the loop never blocks on it.
+
+Lifecycle, as systemd sees it (``Type=notify``):
+
+* ``READY=1`` only once the database is migrated, the source opened and the listener bound;
+* ``STATUS=`` after every pass: revision, workflow count, failing count;
+* ``WATCHDOG=1`` from the loop, only while the reconcile loop makes progress (a hung fetch stops
+  the pings and systemd restarts us);
+* SIGHUP: ``RELOADING=1``, re-read the config; a bad config keeps the old one; ``READY=1``;
+* SIGTERM/SIGINT: ``STOPPING=1``, finish the pass in flight, close, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentflowd.config import DaemonConfig, load_config
+from agentflowd.errors import AgentFlowError, UsageError
+from agentflowd.observability import Metrics
+from agentflowd.reconcile import DedupSink, GitNotesSink, Reconciler, StatusSink, SyncOutcome
+from agentflowd.sdnotify import notify
+from agentflowd.source.git import GitSource
+from agentflowd.store import Store, open_store
+
+__all__ = ["Daemon", "utcnow"]
+
+log = logging.getLogger("agentflowd")
+
+
+def utcnow() -> datetime:
+    """The daemon's clock: timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """One running agentflowd."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        reload: Callable[[], DaemonConfig] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics()
+        self._reload = reload
+        self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentflow-git")
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._noticed_at: float | None = None
+        self._heartbeat = time.monotonic()
+        self._ready = False
+        self.store: Store
+        self.reconciler: Reconciler
+        self.webhook_secret: str | None = None
+        self.address: tuple[str, int] | None = None
+        self.last_outcome: SyncOutcome | None = None
+
+    # -- what the API uses ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once the database, the source and the listener are up."""
+        return self._ready
+
+    def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``fn`` on the git thread."""
+        return asyncio.get_running_loop().run_in_executor(self._git, fn)
+
+    def request_sync(self, noticed_at: float | None = None) -> None:
+        """Ask for a reconcile pass now (a watch event, a webhook, an operator)."""
+        if self._noticed_at is None:
+            self._noticed_at = noticed_at or time.monotonic()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown."""
+        self._stop.set()
+        self._wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Database, source, sinks, reconciler (on the git thread: it owns pygit2 objects)."""
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = open_store(cfg.database_url)
+        source = GitSource(cfg.repo, branch=cfg.branch, path=cfg.path, state_dir=cfg.state_dir)
+        source.repository()
+        sinks: list[StatusSink] = [
+            DedupSink(_Counted(GitNotesSink(source.repo_path), self.metrics))
+        ]
+        self.reconciler = Reconciler(
+            source=source,
+            store=self.store,
+            sinks=sinks,
+            clock=self.clock,
+            prune=cfg.prune,
+            api_url=self._api_url(),
+        )
+        self.webhook_secret = _read_secret(cfg)
+
+    def _api_url(self) -> str | None:
+        if self.config.api_url:
+            return self.config.api_url
+        if self.address is None:
+            return None
+        host, port = self.address
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    def _bind(self) -> socket.socket:
+        cfg = self.config
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((cfg.host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise UsageError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
+        sock.listen(128)
+        sock.setblocking(False)
+        self.address = sock.getsockname()[:2]
+        return sock
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        import uvicorn
+
+        from agentflowd.api.app import create_app
+
+        loop = asyncio.get_running_loop()
+        sock = self._bind()
+        try:
+            await self.run_git(self._open)
+        except Exception:
+            sock.close()
+            self._git.shutdown(wait=True)
+            raise
+        self.reconciler.api_url = self._api_url()
+        config = uvicorn.Config(create_app(self), log_config=None, lifespan="off", access_log=False)
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        ticks = asyncio.create_task(server.main_loop())
+        for sig, handler in (
+            (signal.SIGTERM, self.stop),
+            (signal.SIGINT, self.stop),
+            (signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_config())),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, handler)
+        self._ready = True
+        log.info("agentflowd listening on %s", self._api_url())
+        notify("READY=1", f"STATUS=listening on {self._api_url()}")
+        tasks = [
+            asyncio.create_task(self._reconcile_loop()),
+            asyncio.create_task(self._watchdog()),
+        ]
+        if not self.reconciler.source.remote:
+            tasks.append(asyncio.create_task(self._watch_local()))
+        try:
+            await self._stop.wait()
+        finally:
+            notify("STOPPING=1")
+            log.info("agentflowd stopping")
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticks
+            await server.shutdown(sockets=[sock])
+            sock.close()
+            self._git.shutdown(wait=True)  # let the pass in flight finish
+            self.store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        return 0
+
+    async def _reconcile_loop(self) -> None:
+        """Pass on every wake-up (watch, webhook, API), and at least every poll interval."""
+
+        def next_poll() -> float:
+            # jitter, so a fleet of daemons does not poll a forge in lockstep
+            return time.monotonic() + self.config.poll_seconds * random.uniform(0.9, 1.1)  # noqa: S311
+
+        self.request_sync()  # a first pass at start
+        due = next_poll()
+        while not self._stop.is_set():
+            self._heartbeat = time.monotonic()
+            timeout = max(0.0, min(due - time.monotonic(), 10.0))  # wake at least every 10 s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            if self._stop.is_set():
+                break
+            if self._wake.is_set() or time.monotonic() >= due:
+                self._wake.clear()
+                await self._pass()
+                due = next_poll()
+
+    async def _pass(self) -> None:
+        noticed, self._noticed_at = self._noticed_at, None
+        started = time.perf_counter()
+        try:
+            outcome: SyncOutcome = await self.run_git(self.reconciler.sync)
+        except AgentFlowError as exc:
+            self.metrics.reconcile_total.labels("error").inc()
+            log.warning("reconcile failed: %s", exc)
+            return
+        except Exception:
+            self.metrics.reconcile_total.labels("error").inc()
+            log.exception("reconcile crashed")
+            return
+        self.last_outcome = outcome
+        self._heartbeat = time.monotonic()
+        if outcome.noop:
+            return
+        elapsed = time.perf_counter() - started
+        self.metrics.reconcile_duration.observe(elapsed)
+        self.metrics.reconcile_total.labels(outcome.state.value if outcome.state else "none").inc()
+        self.metrics.last_sync.set(time.time())
+        if noticed is not None:
+            self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
+        await self._publish_status(outcome)
+
+    async def _publish_status(self, outcome: SyncOutcome) -> None:
+        workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)
+        failing = sum(1 for w in workflows.values() if w.last_error)
+        phases = {
+            "active": sum(1 for w in workflows.values() if not w.last_error and not w.suspended),
+            "failing": failing,
+            "suspended": sum(1 for w in workflows.values() if w.suspended),
+            "pinned": sum(1 for w in workflows.values() if w.pinned),
+        }
+        for phase, count in phases.items():
+            self.metrics.workflows.labels(phase).set(count)
+        state = outcome.state.value if outcome.state else "unchanged"
+        log.info(
+            "revision %s %s: %s",
+            outcome.sha[:12],
+            state,
+            outcome.record.summary if outcome.record else "",
+        )
+        notify(
+            f"STATUS=revision {outcome.sha[:12]} {state}; {len(workflows)} workflows, "
+            f"{failing} failing"
+        )
+
+    async def _watch_local(self) -> None:
+        """Wake the reconcile loop when the followed branch's ref changes on disk."""
+        import watchfiles
+
+        repo = self.reconciler.source.repo_path
+        branch_ref = self.reconciler.source.ref
+
+        def relevant(_change: Any, path: str) -> bool:
+            rel = os.path.relpath(path, repo)
+            return rel in (branch_ref, "packed-refs", "HEAD") or rel.startswith(
+                branch_ref + ".lock"
+            )
+
+        async for _changes in watchfiles.awatch(
+            repo, watch_filter=relevant, stop_event=self._stop, step=20, debounce=400
+        ):
+            self.request_sync()
+
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if usec <= 0:
+            return
+        period = usec / 2e6
+        while True:
+            await asyncio.sleep(period)
+            # progress: the loop iterated within the watchdog period (it wakes every <= 10 s)
+            if time.monotonic() - self._heartbeat < usec / 1e6 + 10.0:
+                notify("WATCHDOG=1")
+
+    async def _reload_config(self) -> None:
+        if self._reload is None:
+            return
+        notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            new = self._reload()
+        except AgentFlowError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            notify("READY=1")
+            return
+        fixed = ("repo", "branch", "path", "state_dir", "database", "listen")
+        changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
+        if changed:
+            log.warning("%s changed: restart agentflowd to apply", ", ".join(changed))
+            new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
+        self.config = new
+        self.reconciler.prune = new.prune
+        self.reconciler.api_url = self._api_url()
+        self.webhook_secret = _read_secret(new)
+        log.info("configuration reloaded")
+        notify("READY=1")
+        self.request_sync()
+
+
+class _Counted:
+    """Counts status writes per backend and result for the metrics."""
+
+    def __init__(self, inner: StatusSink, metrics: Metrics) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.metrics = metrics
+
+    def post(self, status: Any) -> None:
+        try:
+            self.inner.post(status)
+        except Exception:
+            self.metrics.status_writes.labels(self.name, "error").inc()
+            raise
+        self.metrics.status_writes.labels(self.name, "ok").inc()
+
+
+def _read_secret(cfg: DaemonConfig) -> str | None:
+    if cfg.webhook_secret_file is not None:
+        try:
+            return cfg.webhook_secret_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise UsageError(f"cannot read webhook_secret_file: {exc.strerror}") from exc
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / "webhook-secret").exists():
+        return (Path(creds) / "webhook-secret").read_text(encoding="utf-8").strip() or None
+    return os.environ.get("AGENTFLOW_WEBHOOK_SECRET") or None
+
+
+def serve(
+    *,
+    config_file: Path | None,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Load the config and run the daemon until SIGTERM."""
+    config = load_config(file=config_file, environ=environ, flags=flags)
+    from agentflowd.observability.logs import setup_logging
+
+    setup_logging(config.log_format)
+
+    def reload() -> DaemonConfig:
+        return load_config(file=config_file, environ=environ, flags=flags)
+
+    daemon = Daemon(config, reload=reload)
+    return asyncio.run(daemon.run())
