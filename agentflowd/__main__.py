@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     from agentflowd.daemon import serve
     from agentflowd.errors import AgentFlowError
+
     flags = {
         k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None
     }

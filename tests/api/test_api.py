@@ -1,0 +1,200 @@
+"""The REST API on a real reconciler and repository, in process (FastAPI's TestClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agentflowd.api.app import create_app
+from agentflowd.observability import Metrics
+from agentflowd.reconcile import MemorySink, Reconciler
+from agentflowd.source.git import GitSource
+from agentflowd.store import MemoryStore, Store
+from tests.conftest import git
+from tests.manifests import named
+
+SECRET = "s3cret"
+
+
+class Handle:
+    def __init__(self, repo: Path, state: Path) -> None:
+        self.store: Store = MemoryStore()
+        self.metrics = Metrics()
+        self.webhook_secret: str | None = SECRET
+        self.reconciler = Reconciler(
+            source=GitSource(str(repo), state_dir=state),
+            store=self.store,
+            sinks=[MemorySink()],
+            clock=lambda: datetime.now(UTC),
+        )
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.sync_requests = 0
+        self.ready = True
+
+    def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    def request_sync(self, noticed_at: float | None = None) -> None:
+        self.sync_requests += 1
+
+
+def commit(repo: Path, files: dict[str, str | None]) -> str:
+    for rel, content in files.items():
+        if content is None:
+            (repo / rel).unlink()
+        else:
+            (repo / rel).write_text(content, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "c")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[TestClient, Handle, Path]]:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    handle = Handle(repo, tmp_path / "state")
+    with TestClient(create_app(handle)) as client:
+        yield client, handle, repo
+    handle.pool.shutdown()
+
+
+def test_sync_list_describe(env):
+    client, handle, repo = env
+    body = client.post("/api/v1/sync").json()
+    assert body["state"] == "success" and body["counts"] == {"create": 2}
+    assert client.post("/api/v1/sync").json()["state"] == "unchanged"
+    listed = client.get("/api/v1/workflows").json()
+    assert [(w["name"], w["phase"], w["generation"]) for w in listed] == [
+        ("a", "active", 1),
+        ("b", "active", 1),
+    ]
+    detail = client.get("/api/v1/workflows/a").json()
+    assert detail["spec"]["metadata"]["name"] == "a"
+    assert (
+        detail["schedules"][0]["cron"] == "0 9 * * 1-5" and len(detail["schedules"][0]["next"]) == 3
+    )
+    assert detail["history"][0]["action"] == "create"
+    revisions = client.get("/api/v1/revisions").json()
+    assert revisions[0]["state"] == "success"
+    assert client.get(f"/api/v1/revisions/{revisions[0]['id']}").json() == revisions[0]
+
+
+def test_errors_have_one_shape(env):
+    client, _, _ = env
+    for path in ("/api/v1/workflows/nope", "/api/v1/revisions/99", "/no/such/route"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert set(response.json()["error"]) == {"code", "message"}
+    response = client.post("/api/v1/workflows/nope/suspend")
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "workflow 'nope' not found"}
+    }
+    response = client.post("/api/v1/workflows/a/rollback", json={})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_suspend_resume_rollback_unpin(env):
+    client, handle, repo = env
+    first = git(repo, "rev-parse", "HEAD")
+    client.post("/api/v1/sync")
+    assert client.post("/api/v1/workflows/a/suspend").json()["suspended"] is True
+    assert client.get("/api/v1/workflows/a").json()["phase"] == "suspended"
+    assert client.post("/api/v1/workflows/a/resume").json()["suspended"] is False
+    commit(repo, {"a.yaml": named("a").replace("gpt-4", "gpt-4o")})
+    client.post("/api/v1/sync")
+    rolled = client.post("/api/v1/workflows/a/rollback", json={"to": first[:10]}).json()
+    assert rolled["pinned_revision"] == first and rolled["generation"] == 3
+    assert client.post("/api/v1/workflows/a/unpin").json()["counts"] == {
+        "unchanged": 1,
+        "update": 1,
+    }
+
+
+def test_diff_of_a_ref(env):
+    client, handle, repo = env
+    client.post("/api/v1/sync")
+    git(repo, "checkout", "-q", "-b", "pr")
+    commit(
+        repo,
+        {
+            "c.yaml": named("c"),
+            "a.yaml": named("a").replace("dependsOn: [respond]", "dependsOn: [x]"),
+        },
+    )
+    body = client.get("/api/v1/diff", params={"ref": "pr"}).json()
+    assert body["counts"] == {"create": 1, "keep-invalid": 1, "unchanged": 1}
+    assert body["diagnostics"][0]["file"] == "a.yaml"
+    assert sorted(handle.store.workflows()) == ["a", "b"]  # nothing applied
+
+
+def sign_github(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"}
+
+
+def sign_gitea(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Gitea-Event": "push", "X-Gitea-Signature": digest}
+
+
+def sign_gitlab(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    return {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}
+
+
+@pytest.mark.parametrize(
+    "sign", [sign_github, sign_gitea, sign_gitlab], ids=["github", "gitea", "gitlab"]
+)
+def test_push_webhooks_are_verified_then_trigger_a_fetch(env, sign):
+    client, handle, _ = env
+    body = json.dumps({"ref": "refs/heads/main", "after": "a" * 40}).encode()
+    good = client.post("/api/v1/git/webhook", content=body, headers=sign(body))
+    assert good.status_code == 202 and good.json()["status"] == "accepted"
+    assert handle.sync_requests == 1
+    bad = client.post("/api/v1/git/webhook", content=body, headers=sign(body, "wrong"))
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
+    notes = json.dumps({"ref": "refs/notes/agentflow"}).encode()
+    ignored = client.post("/api/v1/git/webhook", content=notes, headers=sign(notes))
+    assert ignored.json() == {"status": "ignored", "reason": "notes push"}
+    assert handle.sync_requests == 1
+
+
+def test_webhooks_are_refused_without_a_secret(env):
+    client, handle, _ = env
+    handle.webhook_secret = None
+    body = b'{"ref": "refs/heads/main"}'
+    response = client.post("/api/v1/git/webhook", content=body, headers=sign_github(body))
+    assert (
+        response.status_code == 401 and "no webhook secret" in response.json()["error"]["message"]
+    )
+    unknown = client.post("/api/v1/git/webhook", content=body)
+    assert unknown.status_code == 401
+
+
+def test_health_and_metrics(env):
+    client, handle, _ = env
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    handle.ready = False
+    assert client.get("/readyz").status_code == 503
+    text = client.get("/metrics").text
+    assert 'agentflow_build_info{version="' in text
+    assert "_created" not in text
+
+
+def test_openapi_is_published(env):
+    client, _, _ = env
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/workflows/{name}/rollback" in spec["paths"]

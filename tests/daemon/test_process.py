@@ -1,0 +1,180 @@
+"""The real daemon process: sd_notify through start, reload and stop; commits applied by watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import git
+from tests.manifests import named
+from tests.waiting import wait_for
+
+BIN = Path(sys.executable).parent
+
+
+class NotifySocket:
+    """A fake systemd: the datagram socket behind $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def expect(self, line: str, timeout: float = 20.0) -> list[str]:
+        """Receive datagrams until one holds ``line``; returns everything received so far."""
+        self.sock.settimeout(timeout)
+        while not any(line in m.splitlines() for m in self.messages):
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except TimeoutError as exc:
+                raise AssertionError(f"no {line!r} from the daemon; got {self.messages}") from exc
+        return self.messages
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "a.yaml").write_text(named("a"), encoding="utf-8")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def daemon(
+    tmp_path: Path, repo: Path
+) -> Iterator[tuple[subprocess.Popen[str], NotifySocket, str, Path]]:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    port = free_port()
+    config = tmp_path / "agentflowd.yaml"
+    config.write_text(
+        f"repo: {repo}\nstate_dir: {tmp_path / 'state'}\nlisten: 127.0.0.1:{port}\n"
+        "log_format: json\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
+    proc = subprocess.Popen(
+        [BIN / "agentflowd", "serve", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc, notify, f"http://127.0.0.1:{port}", config
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)  # reads and closes the pipes
+        notify.sock.close()
+
+
+def test_ready_status_watchdog_reload_and_stop(daemon, repo):
+    proc, notify, url, config = daemon
+    notify.expect("READY=1")
+    # READY comes only after the listener is bound and the database migrated
+    assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
+    notify.expect("WATCHDOG=1", timeout=10)
+    statuses = wait_for(
+        lambda: (
+            [m for m in notify.messages if m.startswith("STATUS=revision")]
+            or notify.expect("WATCHDOG=1")
+            and False
+        ),
+        what="a STATUS line",
+    )
+    assert "1 workflows, 0 failing" in statuses[0]
+
+    # a commit is picked up by the watch, without anyone calling anything
+    (repo / "b.yaml").write_text(named("b"), encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "second")
+    sha = git(repo, "rev-parse", "HEAD")
+    names = wait_for(
+        lambda: {w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()} >= {"a", "b"},
+        what="workflow b applied",
+    )
+    assert names
+    notes = wait_for(
+        lambda: (
+            git(repo, "notes", "--ref=agentflow", "show", sha)
+            if _has_note(repo, sha, "success")
+            else ""
+        ),
+        what="the success note",
+    )
+    assert json.loads(notes.splitlines()[-1])["state"] == "success"
+
+    # SIGHUP with a broken config: RELOADING, then READY again with the old config
+    config.write_text(config.read_text() + "no_such_key: 1\n", encoding="utf-8")
+    before = len(notify.messages)
+    proc.send_signal(signal.SIGHUP)
+    notify.messages = notify.messages[:before]
+    notify.expect("RELOADING=1")
+    notify.expect("READY=1")
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+    proc.send_signal(signal.SIGTERM)
+    notify.expect("STOPPING=1")
+    assert proc.wait(timeout=20) == 0
+    _out, err = proc.communicate(timeout=10)
+    assert "reload refused" in err and "no_such_key" in err
+
+
+def _has_note(repo: Path, sha: str, state: str) -> bool:
+    try:
+        text = git(repo, "notes", "--ref=agentflow", "show", sha)
+    except subprocess.CalledProcessError:
+        return False
+    return f'"state":"{state}"' in text
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("repo: /nowhere\nlisten: nonsense\n", encoding="utf-8")
+    done = subprocess.run(
+        [BIN / "agentflowd", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"agentflowd: {config}: listen:")
+
+
+def test_not_a_repository_exits_with_a_clear_error(tmp_path):
+    done = subprocess.run(
+        [
+            BIN / "agentflowd",
+            "serve",
+            "--repo",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"agentflowd: {tmp_path} is not a git repository" in done.stderr
