@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e . --group dev
 	@touch $(STAMP)
 
-# Until the daemon lands (issue: GitOps reconciler), `run` loads the bundled examples exactly as
-# the daemon will and prints what it found.
+# `run` serves the bundled examples: a git repository made from examples/workflows on first
+# run (.agentflow/repo), SQLite in .agentflow/state, the API on $(LISTEN).
+LISTEN ?= 127.0.0.1:8080
 run: install
-	$(BIN)/agentflowd check examples/workflows
+	@$(BIN)/agentflowd check examples/workflows
+	@$(BIN)/python scripts/demo_repo.py .agentflow/repo examples/workflows http://$(LISTEN)
+	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console
 
 test: install lint typecheck layers pytest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from agentflowd._version import __version__
-from agentflowd.cli import schema_cmd, validate
+from agentflowd.cli import remote, schema_cmd, validate
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command("validate")(validate.validate)
 app.command("schema")(schema_cmd.schema)
+remote.register(app)
 
 
 @app.command("version")

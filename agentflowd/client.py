@@ -1,0 +1,126 @@
+"""A Python client of the agentflowd API (used by the ``agentflow`` CLI).
+
+    client = AgentFlowClient("http://127.0.0.1:8080")
+    for workflow in client.list_workflows():
+        print(workflow["name"], workflow["phase"])
+
+Errors come back as the package's own exceptions: a 404 is :class:`NotFound`, a 409
+:class:`ConflictError`, a 400/422 :class:`UsageError`, an unreachable server
+:class:`ServerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from agentflowd.errors import ConflictError, NotFound, TransientError, UsageError
+
+__all__ = ["DEFAULT_URL", "AgentFlowClient", "ServerUnavailable"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class ServerUnavailable(TransientError):
+    """agentflowd cannot be reached, or answered with a server error."""
+
+
+class AgentFlowClient:
+    """Talks to one agentflowd over HTTP."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("AGENTFLOW_API_URL") or DEFAULT_URL).rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> AgentFlowClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"cannot reach agentflowd at {self.base_url}: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason_phrase
+        if response.status_code == 404:
+            raise NotFound(message)
+        if response.status_code == 409:
+            raise ConflictError(message)
+        if response.status_code in (400, 401, 403, 422):
+            raise UsageError(message)
+        raise ServerUnavailable(f"agentflowd answered {response.status_code}: {message}")
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        """Every workflow with its phase and revision."""
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/workflows")
+        return result
+
+    def get_workflow(self, name: str) -> dict[str, Any]:
+        """One workflow in full."""
+        result: dict[str, Any] = self._call("GET", f"/api/v1/workflows/{name}")
+        return result
+
+    def list_revisions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent revisions, newest first."""
+        result: list[dict[str, Any]] = self._call(
+            "GET", "/api/v1/revisions", params={"limit": limit}
+        )
+        return result
+
+    def sync(self, *, force: bool = False) -> dict[str, Any]:
+        """Fetch and reconcile now."""
+        result: dict[str, Any] = self._call(
+            "POST", "/api/v1/sync", params={"force": str(force).lower()}
+        )
+        return result
+
+    def diff(self, ref: str | None = None) -> dict[str, Any]:
+        """What applying ``ref`` would change."""
+        params = {"ref": ref} if ref else {}
+        result: dict[str, Any] = self._call("GET", "/api/v1/diff", params=params)
+        return result
+
+    def suspend(self, name: str) -> dict[str, Any]:
+        """Stop a workflow's triggers."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/workflows/{name}/suspend")
+        return result
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Start a workflow's triggers again."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/workflows/{name}/resume")
+        return result
+
+    def rollback(self, name: str, to: str) -> dict[str, Any]:
+        """Activate an earlier version and pin it."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/workflows/{name}/rollback", json={"to": to}
+        )
+        return result
+
+    def unpin(self, name: str) -> dict[str, Any]:
+        """Follow git again."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/workflows/{name}/unpin")
+        return result

@@ -1,0 +1,47 @@
+"""Create the demo git repository that `make run` serves (first run only), and say how to use it.
+
+python scripts/demo_repo.py REPO_DIR EXAMPLES_DIR API_URL
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pygit2
+
+
+def main() -> int:
+    repo_dir, examples, api = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    if not (repo_dir / ".git").exists():
+        repo_dir.mkdir(parents=True, exist_ok=True)
+        repo = pygit2.init_repository(str(repo_dir), initial_head="main")
+        for path in sorted(examples.glob("*.yaml")):
+            text = path.read_text(encoding="utf-8").replace(
+                "$schema=../../schemas/", f"$schema={Path.cwd() / 'schemas'}/"
+            )
+            (repo_dir / path.name).write_text(text, encoding="utf-8")
+        repo.index.add_all()
+        repo.index.write()
+        tree = repo.index.write_tree()
+        sig = pygit2.Signature("AgentFlow demo", "demo@agentflow.invalid")
+        repo.create_commit("HEAD", sig, sig, "The example workflows", tree, [])
+        print(f"created the demo repository {repo_dir} from {examples}")  # noqa: T201
+    print(  # noqa: T201
+        f"""
+agentflowd follows {repo_dir} (branch main). The API is {api}
+  curl {api}/api/v1/workflows            # what is applied
+  .venv/bin/agentflow list workflows      # the same, as a table
+Change a workflow and commit; it is applied at once and the result noted in git:
+  cd {repo_dir} && sed -i 's/gpt-4$/gpt-4o/' customer-support.yaml && git commit -qam 'try gpt-4o'
+  git -C {repo_dir} log -3 --notes=agentflow
+Stop with Ctrl-C. State (SQLite, mirrors) is in {repo_dir.parent / "state"}.
+"""
+    )
+    shutil.disk_usage(repo_dir)  # fail early on an unusable path
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
