@@ -115,6 +115,7 @@ class Daemon:
             clock=self.clock,
             prune=cfg.prune,
             api_url=self._api_url(),
+            observe_fetch=self.metrics.fetch_duration.observe,
         )
         self.webhook_secret = _read_secret(cfg)
 

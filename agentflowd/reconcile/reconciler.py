@@ -14,6 +14,7 @@ Blocking: run it on the git worker thread, never on the event loop.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,7 @@ class Reconciler:
         name: str = "default",
         prune: bool = True,
         api_url: str | None = None,
+        observe_fetch: Callable[[float], None] = lambda _seconds: None,
     ) -> None:
         self.source = source
         self.store = store
@@ -81,11 +83,20 @@ class Reconciler:
         self.name = name
         self.prune = prune
         self.api_url = api_url.rstrip("/") if api_url else None
+        self.observe_fetch = observe_fetch
 
     def sync(self, *, force: bool = False) -> SyncOutcome:
         """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""
-        sha = self.source.fetch()
         state = self.store.source_state(self.name)
+        started = time.perf_counter()
+        if self.source.remote and not force and state is not None:
+            # ask the remote for its tip first: an unchanged remote costs no fetch
+            tip = self.source.remote_tip()
+            if tip is not None and tip == state.last_applied_sha:
+                self.observe_fetch(time.perf_counter() - started)
+                return SyncOutcome(sha=tip)
+        sha = self.source.fetch()
+        self.observe_fetch(time.perf_counter() - started)
         self._save_state(state, last_seen=sha)
         if not force and state is not None and state.last_applied_sha == sha:
             return SyncOutcome(sha=sha)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,10 @@ class GitSource:
             pygit2.clone_repository(
                 self.url, str(self.repo_path), bare=True, callbacks=_Callbacks(self.credentials)
             )
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, SourceError) as exc:
+            shutil.rmtree(self.repo_path, ignore_errors=True)  # no half-made mirror next time
+            if isinstance(exc, SourceError):
+                raise
             raise TransientError(f"cannot clone {self.display_url}: {exc}", delay=30) from exc
 
     def fetch(self) -> str:
@@ -171,6 +175,23 @@ class GitSource:
             except pygit2.GitError as exc:
                 raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
         return self.tip()
+
+    def remote_tip(self) -> str | None:
+        """The branch's commit on the remote, asked without fetching (``git ls-remote``).
+
+        Polling compares this first, so an unchanged remote costs one small request.
+        """
+        if not self.remote:
+            return self.tip()
+        repo = self.repository()
+        try:
+            heads = repo.remotes["origin"].list_heads(callbacks=_Callbacks(self.credentials))
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot reach {self.display_url}: {exc}", delay=30) from exc
+        for head in heads:
+            if head.name == self.ref:
+                return str(head.oid)
+        return None
 
     def tip(self) -> str:
         """The commit the followed branch points at, without fetching."""
