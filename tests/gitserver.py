@@ -85,7 +85,7 @@ def make_app(root: Path, token: str | None) -> Any:
 def serve_git(root: Path, *, token: str | None = None) -> Iterator[str]:
     """Serve the repositories under ``root``; yields the base URL."""
     server: WSGIServer = make_server("127.0.0.1", 0, make_app(root, token), handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
