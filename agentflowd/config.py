@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,9 +20,38 @@ from agentflowd.errors import UsageError
 from agentflowd.manifest.model import Duration
 from agentflowd.manifest.yamlread import read_yaml
 
-__all__ = ["DaemonConfig", "load_config"]
+__all__ = ["DaemonConfig", "StatusTarget", "load_config"]
 
 ENV_PREFIX = "AGENTFLOW_"
+
+
+class StatusTarget(BaseModel):
+    """A forge repository to post commit statuses to (besides the git notes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    forge: Literal["github", "gitlab", "gitea"]
+    url: str = Field(description="API base: https://api.github.com, https://gitlab.example.com")
+    repo: str = Field(description="owner/name (GitHub, Gitea) or group/sub/project (GitLab)")
+    token_file: Path | None = None
+    token_env: str | None = Field(default=None, description="Variable holding the token.")
+
+    def token(self) -> str:
+        """The token, read now; never logged."""
+        if self.token_file is not None:
+            try:
+                value = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise UsageError(
+                    f"statuses: cannot read {self.token_file}: {exc.strerror}"
+                ) from exc
+        else:
+            value = os.environ.get(self.token_env or "", "").strip()
+        if not value:
+            raise UsageError(
+                f"statuses: no token for {self.forge} {self.repo} (set token_file or token_env)"
+            )
+        return value
 
 
 class DaemonConfig(BaseModel):
@@ -47,6 +76,10 @@ class DaemonConfig(BaseModel):
         default=(), description="Ref patterns validated but never applied (refs/heads/*)."
     )
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    push_notes: bool = Field(
+        default=False, description="Push refs/notes/agentflow back to a remote repository."
+    )
+    statuses: tuple[StatusTarget, ...] = ()
     webhook_secret_file: Path | None = None
 
     @field_validator("listen")
@@ -87,7 +120,9 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key == "validate_refs":
             out[key] = tuple(v for v in value.replace(",", " ").split() if v)
-        elif key == "prune":
+        elif key == "statuses":
+            continue  # a list of mappings: config file only
+        elif key in ("prune", "push_notes"):
             out[key] = value.strip().lower() in ("1", "true", "yes", "on")
         else:
             out[key] = value

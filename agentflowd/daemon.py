@@ -34,6 +34,7 @@ from agentflowd.config import DaemonConfig, load_config
 from agentflowd.errors import AgentFlowError, UsageError
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import DedupSink, GitNotesSink, Reconciler, StatusSink, SyncOutcome
+from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
@@ -108,6 +109,14 @@ class Daemon:
         sinks: list[StatusSink] = [
             DedupSink(_Counted(GitNotesSink(source.repo_path), self.metrics))
         ]
+        for target in cfg.statuses:
+            forge = ForgeSink(
+                forge=Forge(target.forge),
+                base_url=target.url,
+                repo=target.repo,
+                token=target.token(),
+            )
+            sinks.append(DedupSink(_Counted(forge, self.metrics)))
         self.reconciler = Reconciler(
             source=source,
             store=self.store,
@@ -116,6 +125,7 @@ class Daemon:
             prune=cfg.prune,
             api_url=self._api_url(),
             observe_fetch=self.metrics.fetch_duration.observe,
+            push_notes=cfg.push_notes,
         )
         self.webhook_secret = _read_secret(cfg)
 
@@ -237,6 +247,8 @@ class Daemon:
             return
         self.last_outcome = outcome
         self._heartbeat = time.monotonic()
+        if self.config.validate_refs:
+            await self._validate_refs()
         if outcome.noop:
             return
         elapsed = time.perf_counter() - started
@@ -246,6 +258,17 @@ class Daemon:
         if noticed is not None:
             self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
         await self._publish_status(outcome)
+
+    async def _validate_refs(self) -> None:
+        patterns = self.config.validate_refs
+        try:
+            outcomes = await self.run_git(lambda: self.reconciler.validate_refs(patterns))
+        except AgentFlowError as exc:
+            log.warning("validating %s failed: %s", ", ".join(patterns), exc)
+            return
+        for outcome in outcomes:
+            summary = outcome.record.summary if outcome.record else ""
+            log.info("validated %s: %s", outcome.sha[:12], summary)
 
     async def _publish_status(self, outcome: SyncOutcome) -> None:
         workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)

@@ -2,13 +2,12 @@
 
 Each forge names things its own way; :class:`ForgeSink` maps our :class:`CommitStatus` onto it:
 
-============ =================================================== ========================= =======
-forge        endpoint                                            auth header               states
-============ =================================================== ========================= =======
-GitHub       ``POST /repos/{owner}/{repo}/statuses/{sha}``       ``Authorization: Bearer`` error, failure, pending, success
-GitLab       ``POST /api/v4/projects/{id}/statuses/{sha}``       ``PRIVATE-TOKEN``         pending, running, success, failed, canceled
-Gitea        ``POST /api/v1/repos/{owner}/{repo}/statuses/{sha}`` ``Authorization: token``  pending, success, error, failure, warning
-============ =================================================== ========================= =======
+* GitHub: ``POST /repos/{owner}/{repo}/statuses/{sha}``, ``Authorization: Bearer <token>``;
+  states error, failure, pending, success.
+* GitLab: ``POST /api/v4/projects/{url-encoded path}/statuses/{sha}``, ``PRIVATE-TOKEN``;
+  states pending, running, success, failed, canceled (our failure and error are ``failed``).
+* Gitea/Forgejo: ``POST /api/v1/repos/{owner}/{repo}/statuses/{sha}``,
+  ``Authorization: token <token>``; states pending, success, error, failure, warning.
 
 Quirks handled: GitLab answers 400 ("Cannot transition status...") to a repeat of the current
 state, which means the status is already there; GitHub keeps at most 1,000 statuses per commit

@@ -25,7 +25,13 @@ from agentflowd.manifest import Diagnostic, LoadReport, canonical_dict, load_sou
 from agentflowd.reconcile.apply import apply_plan
 from agentflowd.reconcile.desired import actual_from_store, broken_files, desired_from_report
 from agentflowd.reconcile.plan import Action, Plan, plan
-from agentflowd.reconcile.status import CONTEXT_SYNC, CommitStatus, StatusSink, describe
+from agentflowd.reconcile.status import (
+    CONTEXT_SYNC,
+    CONTEXT_VALIDATE,
+    CommitStatus,
+    StatusSink,
+    describe,
+)
 from agentflowd.source.git import GitSource
 from agentflowd.store import (
     HistoryAction,
@@ -75,6 +81,7 @@ class Reconciler:
         prune: bool = True,
         api_url: str | None = None,
         observe_fetch: Callable[[float], None] = lambda _seconds: None,
+        push_notes: bool = False,
     ) -> None:
         self.source = source
         self.store = store
@@ -84,6 +91,10 @@ class Reconciler:
         self.prune = prune
         self.api_url = api_url.rstrip("/") if api_url else None
         self.observe_fetch = observe_fetch
+        self.push_notes = push_notes
+        self._validated: set[str] = {
+            r.sha for r in store.revisions(limit=500, kind=RevisionKind.VALIDATE)
+        }
 
     def sync(self, *, force: bool = False) -> SyncOutcome:
         """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""
@@ -147,6 +158,48 @@ class Reconciler:
         )
         return snapshot.commit, report, the_plan
 
+    def validate_refs(self, patterns: Sequence[str]) -> list[SyncOutcome]:
+        """Validate (never apply) the newest commit of every ref matching ``patterns``.
+
+        Each commit validated once gets ``agentflow/validate``: ``success`` with a summary of
+        what applying it would change against the deployed state, or ``failure`` naming the
+        first error's file:line. The followed branch itself is synced, not validated.
+        """
+        outcomes: list[SyncOutcome] = []
+        for ref, sha in self.source.matching_refs(patterns):
+            if ref == self.source.ref or sha in self._validated:
+                continue
+            self._validated.add(sha)
+            outcomes.append(self._validate(ref, sha))
+        return outcomes
+
+    def _validate(self, ref: str, sha: str) -> SyncOutcome:
+        record = self.store.begin_revision(
+            source=self.name, sha=sha, ref=ref, kind=RevisionKind.VALIDATE, now=self.clock()
+        )
+        outcome = SyncOutcome(sha=sha, record=record)
+        self._post(sha, RevisionState.PENDING, f"validating {ref}", record, CONTEXT_VALIDATE)
+        try:
+            _commit, report, the_plan = self.preview(sha)
+        except PermanentError as exc:
+            return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {}, CONTEXT_VALIDATE)
+        outcome.plan, outcome.report, outcome.diagnostics = the_plan, report, report.errors
+        failed = bool(report.errors) or the_plan.failed
+        if failed:
+            summary = _summary(the_plan, report)
+        else:
+            changes = {k: v for k, v in the_plan.counts().items() if k != "unchanged"}
+            would = ", ".join(f"{n} {a}" for a, n in changes.items()) or "no change"
+            summary = f"valid; would {would} against the deployed state"
+        return self._finish(
+            outcome,
+            RevisionState.FAILURE if failed else RevisionState.SUCCESS,
+            summary,
+            [d.to_dict() for d in report.errors],
+            the_plan.counts(),
+            CONTEXT_VALIDATE,
+        )
+
     def rollback(self, name: str, to: str) -> StoredWorkflow:
         """Make an earlier version of ``name`` active and pin it there.
 
@@ -205,6 +258,7 @@ class Reconciler:
         summary: str,
         diagnostics: list[dict[str, object]],
         counts: dict[str, int],
+        context: str = CONTEXT_SYNC,
     ) -> SyncOutcome:
         assert outcome.record is not None
         outcome.state = state
@@ -216,7 +270,12 @@ class Reconciler:
             counts=counts,
             now=self.clock(),
         )
-        self._post(outcome.sha, state, summary, outcome.record)
+        self._post(outcome.sha, state, summary, outcome.record, context)
+        if self.push_notes and self.source.remote:
+            try:
+                self.source.push_notes()
+            except AgentFlowError as exc:
+                log.warning("cannot push status notes: %s", exc)
         return outcome
 
     def _save_state(
@@ -241,10 +300,17 @@ class Reconciler:
             )
         )
 
-    def _post(self, sha: str, state: RevisionState, summary: str, record: RevisionRecord) -> None:
+    def _post(
+        self,
+        sha: str,
+        state: RevisionState,
+        summary: str,
+        record: RevisionRecord,
+        context: str = CONTEXT_SYNC,
+    ) -> None:
         status = CommitStatus(
             sha=sha,
-            context=CONTEXT_SYNC,
+            context=context,
             state=state,
             description=describe(summary),
             at=self.clock(),

@@ -13,9 +13,11 @@ thread (the daemon gives git its own worker).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +194,42 @@ class GitSource:
             if head.name == self.ref:
                 return str(head.oid)
         return None
+
+    def matching_refs(self, patterns: Sequence[str]) -> list[tuple[str, str]]:
+        """(ref, commit) of every ref matching one of ``patterns`` (``refs/pull/*/head``).
+
+        A remote mirror fetches the matching refs first.
+        """
+        if not patterns:
+            return []
+        repo = self.repository()
+        if self.remote:
+            try:
+                repo.remotes["origin"].fetch(
+                    [f"+{p}:{p}" for p in patterns], callbacks=_Callbacks(self.credentials)
+                )
+            except pygit2.GitError as exc:
+                raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
+        found: list[tuple[str, str]] = []
+        for name in sorted(repo.references):
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                try:
+                    commit = repo.references[name].peel(pygit2.Commit)
+                except (pygit2.InvalidSpecError, ValueError):
+                    continue  # a tag of a tree or blob: nothing to validate
+                found.append((name, str(commit.id)))
+        return found
+
+    def push_notes(self) -> None:
+        """Push ``refs/notes/agentflow`` to the remote (we are its only writer)."""
+        repo = self.repository()
+        try:
+            repo.remotes["origin"].push(
+                ["+refs/notes/agentflow:refs/notes/agentflow"],
+                callbacks=_Callbacks(self.credentials),
+            )
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot push notes to {self.display_url}: {exc}") from exc
 
     def tip(self) -> str:
         """The commit the followed branch points at, without fetching."""

@@ -178,3 +178,76 @@ def test_not_a_repository_exits_with_a_clear_error(tmp_path):
     )
     assert done.returncode == 1
     assert f"agentflowd: {tmp_path} is not a git repository" in done.stderr
+
+
+def test_forge_statuses_pull_request_validation_and_push_webhook(tmp_path, repo):
+    import hashlib
+    import hmac
+
+    from tests.fakeforge import fake_forge
+
+    secret = tmp_path / "webhook-secret"
+    secret.write_text("hook-secret\n", encoding="utf-8")
+    token = tmp_path / "gh-token"
+    token.write_text("tok\n", encoding="utf-8")
+    port = free_port()
+    with fake_forge("github") as (forge_url, forge):
+        config = tmp_path / "agentflowd.yaml"
+        config.write_text(
+            f"repo: {repo}\nstate_dir: {tmp_path / 'state'}\nlisten: 127.0.0.1:{port}\n"
+            f"webhook_secret_file: {secret}\nvalidate_refs: ['refs/heads/*']\n"
+            f"statuses:\n  - forge: github\n    url: {forge_url}\n    repo: o/r\n    token_file: {token}\n",
+            encoding="utf-8",
+        )
+        proc = subprocess.Popen(
+            [BIN / "agentflowd", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            main_sha = git(repo, "rev-parse", "HEAD")
+            wait_for(
+                lambda: (
+                    [s["state"] for s in forge.of(main_sha, "agentflow/sync")]
+                    == ["pending", "success"]
+                ),
+                what="sync statuses on the forge",
+                timeout=30,
+            )
+            git(repo, "checkout", "-q", "-b", "feature")
+            (repo / "b.yaml").write_text(
+                named("b").replace("cpu: 200m", "cpu: lots"), encoding="utf-8"
+            )
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", "pr")
+            pr_sha = git(repo, "rev-parse", "HEAD")
+            body = json.dumps({"ref": "refs/heads/feature", "after": pr_sha}).encode()
+            sig = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/api/v1/git/webhook",
+                content=body,
+                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
+            )
+            assert answer.status_code == 202
+            wait_for(
+                lambda: (
+                    [s["state"] for s in forge.of(pr_sha, "agentflow/validate")]
+                    == ["pending", "failure"]
+                ),
+                what="validate statuses on the forge",
+                timeout=30,
+            )
+            failure = forge.of(pr_sha, "agentflow/validate")[-1]
+            assert failure["description"].startswith("b.yaml:17: 'lots' is not a CPU quantity")
+            assert failure["target_url"].startswith(f"http://127.0.0.1:{port}/api/v1/revisions/")
+            # nothing from the branch was applied
+            names = {
+                w["name"] for w in httpx.get(f"http://127.0.0.1:{port}/api/v1/workflows").json()
+            }
+            assert names == {"a"}
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert 'agentflow_status_writes_total{backend="github",result="ok"} 4.0' in metrics
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=20)

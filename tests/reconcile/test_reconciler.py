@@ -243,3 +243,32 @@ def test_preview_plans_without_applying(repo, tmp_path):
     assert commit_id == sha and report.valid
     assert the_plan.counts() == {"create": 1, "delete": 1}
     assert sorted(reconciler.store.workflows()) == ["a"]
+
+
+def test_pull_request_refs_are_validated_never_applied(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, sink = make(repo, tmp_path)
+    reconciler.sync()
+    git(repo, "checkout", "-q", "-b", "good")
+    good = commit(repo, {"b.yaml": named("b")})
+    git(repo, "checkout", "-q", "-b", "bad")
+    bad = commit(repo, {"c.yaml": named("c").replace("memory: 512Mi", "memory: 512m")})
+    git(repo, "checkout", "-q", "main")
+    outcomes = reconciler.validate_refs(["refs/heads/*"])
+    assert [(o.sha, o.state.value) for o in outcomes] == [(bad, "failure"), (good, "success")]
+    assert sorted(reconciler.store.workflows()) == ["a"]  # nothing applied
+    validate = [s for s in sink.posted if s.context == "agentflow/validate"]
+    assert [(s.sha, s.state.value) for s in validate] == [
+        (bad, "pending"),
+        (bad, "failure"),
+        (good, "pending"),
+        (good, "success"),
+    ]
+    assert validate[1].description.startswith("c.yaml:16: '512m' is not a memory size")
+    assert validate[3].description == "valid; would 1 create against the deployed state"
+    assert reconciler.validate_refs(["refs/heads/*"]) == []  # each commit once
+    notes = GitNotesSink(repo).read(bad)
+    assert [(n["context"], n["state"]) for n in notes] == [
+        ("agentflow/validate", "pending"),
+        ("agentflow/validate", "failure"),
+    ]

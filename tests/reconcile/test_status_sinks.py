@@ -43,7 +43,7 @@ def sink(request, tmp_path: Path) -> Iterator[tuple[object, Reader, str]]:
         git(repo, "commit", "-q", "--allow-empty", "-m", "x")
         sha = git(repo, "rev-parse", "HEAD")
         notes = GitNotesSink(repo)
-        yield notes, lambda s: [n["state"] for n in notes.read(s)], sha
+        yield notes, lambda s: [str(n["state"]) for n in notes.read(s)], sha
         return
     with fake_forge(request.param) as (url, state):
         forge = ForgeSink(

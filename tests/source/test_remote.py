@@ -134,3 +134,36 @@ def test_reconciling_a_remote_polls_its_tip_before_fetching(upstream, tmp_path):
         push(work, "b")
         outcome = reconciler.sync()
         assert len(fetches) == 2 and outcome.plan.counts() == {"create": 1, "unchanged": 1}
+
+
+def test_pull_refs_of_a_remote_are_fetched_validated_and_notes_pushed(upstream, tmp_path):
+    from datetime import UTC, datetime
+
+    from agentflowd.reconcile import GitNotesSink, Reconciler
+    from agentflowd.store import MemoryStore
+
+    served, work = upstream
+    (work / "c.yaml").write_text(named("c"), encoding="utf-8")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "pr")
+    pr = git(work, "rev-parse", "HEAD")
+    git(work, "push", "-q", "origin", "HEAD:refs/pull/7/head")
+    with serve_git(served) as base:
+        source = GitSource(f"{base}/wf.git", state_dir=tmp_path / "s")
+        reconciler = Reconciler(
+            source=source,
+            store=MemoryStore(),
+            sinks=[GitNotesSink(source.repo_path)],
+            clock=lambda: datetime.now(UTC),
+            push_notes=True,
+        )
+        main = reconciler.sync().sha
+        (outcome,) = reconciler.validate_refs(["refs/pull/*/head"])
+        assert (outcome.sha, outcome.state.value) == (pr, "success")
+    # the statuses reached the served repository itself
+    assert '"context":"agentflow/validate"' in git(
+        served / "wf.git", "notes", "--ref=agentflow", "show", pr
+    )
+    assert '"context":"agentflow/sync"' in git(
+        served / "wf.git", "notes", "--ref=agentflow", "show", main
+    )
