@@ -196,7 +196,8 @@ def test_forge_statuses_pull_request_validation_and_push_webhook(tmp_path, repo)
         config.write_text(
             f"repo: {repo}\nstate_dir: {tmp_path / 'state'}\nlisten: 127.0.0.1:{port}\n"
             f"webhook_secret_file: {secret}\nvalidate_refs: ['refs/heads/*']\n"
-            f"statuses:\n  - forge: github\n    url: {forge_url}\n    repo: o/r\n    token_file: {token}\n",
+            f"statuses:\n  - forge: github\n    url: {forge_url}\n    repo: o/r\n"
+            f"    token_file: {token}\n",
             encoding="utf-8",
         )
         proc = subprocess.Popen(
