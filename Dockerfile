@@ -1,23 +1,34 @@
 # syntax=docker/dockerfile:1
-# AgentFlow: the agentflowd daemon and the agentflow CLI.
-# The daemon's hardening (HEALTHCHECK on /healthz, state volume) arrives with `agentflowd serve`.
+# agentflowd in a container: the same service as systemd/agentflowd.service.
+#   docker build -t agentflowd .
+#   docker run -v ./agentflowd.yaml:/etc/agentflow/agentflowd.yaml:ro -v agentflow:/var/lib/agentflow -p 8080:8080 agentflowd
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
+RUN pip install --no-cache-dir build==1.2.2
 COPY pyproject.toml README.md ./
 COPY agentflowd ./agentflowd
 COPY sandbox ./sandbox
 COPY router ./router
 COPY schemas ./schemas
-RUN pip install --no-cache-dir build==1.2.2 \
- && python -m build --wheel --outdir /dist
+RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --home-dir /var/lib/agentflow --create-home agentflow
+# git itself is not needed: pygit2's wheel bundles libgit2
+RUN useradd --system --uid 10001 --home-dir /var/lib/agentflow --create-home agentflow \
+ && mkdir -p /etc/agentflow && chown agentflow /var/lib/agentflow
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
-COPY examples/workflows /usr/share/agentflow/examples
-USER agentflow
+COPY systemd/agentflowd.yaml /etc/agentflow/agentflowd.yaml
+USER 10001
 WORKDIR /var/lib/agentflow
-ENTRYPOINT ["agentflowd"]
-CMD ["check", "/usr/share/agentflow/examples"]
+ENV PYTHONUNBUFFERED=1 \
+    AGENTFLOW_LISTEN=0.0.0.0:8080 \
+    AGENTFLOW_STATE_DIR=/var/lib/agentflow \
+    AGENTFLOW_LOG_FORMAT=json
+VOLUME ["/var/lib/agentflow"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["agentflowd", "serve", "--config", "/etc/agentflow/agentflowd.yaml"]

@@ -29,6 +29,7 @@ test: install lint typecheck layers pytest
 lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck:
 	$(BIN)/mypy
