@@ -271,13 +271,15 @@ class Daemon:
             log.info("validated %s: %s", outcome.sha[:12], summary)
 
     async def _publish_status(self, outcome: SyncOutcome) -> None:
-        workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)
-        failing = sum(1 for w in workflows.values() if w.last_error)
+        workflows = await asyncio.get_running_loop().run_in_executor(
+            None, self.store.workflow_heads
+        )
+        failing = sum(1 for w in workflows.values() if w.failing)
         phases = {
-            "active": sum(1 for w in workflows.values() if not w.last_error and not w.suspended),
+            "active": sum(1 for w in workflows.values() if not w.failing and not w.suspended),
             "failing": failing,
             "suspended": sum(1 for w in workflows.values() if w.suspended),
-            "pinned": sum(1 for w in workflows.values() if w.pinned),
+            "pinned": sum(1 for w in workflows.values() if w.pinned_revision),
         }
         for phase, count in phases.items():
             self.metrics.workflows.labels(phase).set(count)

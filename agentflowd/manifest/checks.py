@@ -20,7 +20,16 @@ from typing import Any
 from agentflowd.manifest.diagnostics import Diagnostic, format_path
 from agentflowd.manifest.yamlread import Document, Path
 
-__all__ = ["Located", "check_repository", "check_workflow", "find_cycles"]
+__all__ = [
+    "Claim",
+    "Located",
+    "RepoFacts",
+    "check_facts",
+    "check_repository",
+    "check_workflow",
+    "find_cycles",
+    "repo_facts",
+]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -170,47 +179,92 @@ def _webhooks(loc: Located) -> list[tuple[Path, str, str]]:
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """Something one document claims across the repository (a name, a webhook route)."""
+
+    key: tuple[str, ...]
+    path: Path
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoFacts:
+    """What the repository-wide checks need of one document: small enough to cache."""
+
+    file: str
+    names: tuple[Claim, ...]
+    webhooks: tuple[Claim, ...]
+
+
+def repo_facts(loc: Located) -> RepoFacts:
+    """The claims of one document."""
+
+    def claim(key: tuple[str, ...], path: Path) -> Claim:
+        mark = loc.document.mark_for(path)
+        return Claim(key=key, path=path, line=mark.line, col=mark.col)
+
+    name = _name(loc)
+    names = (claim((name,), ("metadata", "name")),) if name is not None else ()
+    hooks = tuple(claim((method, route), path) for path, route, method in _webhooks(loc))
+    return RepoFacts(file=loc.file, names=names, webhooks=hooks)
+
+
 def _collisions(
-    items: Sequence[tuple[Located, Path, Any]],
-    message: Callable[[Any, str], str],
+    facts: Sequence[RepoFacts],
+    pick: Callable[[RepoFacts], tuple[Claim, ...]],
+    message: Callable[[tuple[str, ...], str], str],
     code: str,
-) -> list[tuple[Located, Diagnostic]]:
-    """Report every item whose key another item also has, naming where the others are.
+) -> list[tuple[int, Diagnostic]]:
+    """Report every claim another document also makes, naming where the others are.
 
     Both sides are invalid: applying either one would depend on file order.
     """
-    groups: dict[Any, list[tuple[Located, Path]]] = {}
-    for loc, path, key in items:
-        groups.setdefault(key, []).append((loc, path))
-    out: list[tuple[Located, Diagnostic]] = []
+    groups: dict[tuple[str, ...], list[tuple[int, Claim]]] = {}
+    for index, fact in enumerate(facts):
+        for item in pick(fact):
+            groups.setdefault(item.key, []).append((index, item))
+    out: list[tuple[int, Diagnostic]] = []
     for key, members in groups.items():
         if len(members) < 2:
             continue
-        for loc, path in members:
+        for index, item in members:
             others = ", ".join(
-                f"{o.file}:{o.document.mark_for(p).line}"
-                for o, p in members
-                if o is not loc or p != path
+                f"{facts[i].file}:{c.line}" for i, c in members if i != index or c != item
             )
-            out.append((loc, _diag(loc, path, message(key, others), code)))
+            diag = Diagnostic(
+                file=facts[index].file,
+                line=item.line,
+                col=item.col,
+                path=format_path(item.path),
+                message=message(key, others),
+                code=code,
+            )
+            out.append((index, diag))
     return out
 
 
-def check_repository(docs: Sequence[Located]) -> list[tuple[Located, Diagnostic]]:
+def check_facts(facts: Sequence[RepoFacts]) -> list[tuple[int, Diagnostic]]:
     """Workflow names unique across the repo; webhook (method, path) pairs unique.
 
-    Each diagnostic comes with the document it belongs to.
+    Each diagnostic comes with the index of the document (in ``facts``) it belongs to.
     """
-    names = [(loc, ("metadata", "name"), _name(loc)) for loc in docs if _name(loc) is not None]
     out = _collisions(
-        names,
-        lambda key, others: f"workflow {key!r} is also defined at {others}",
+        facts,
+        lambda f: f.names,
+        lambda key, others: f"workflow {key[0]!r} is also defined at {others}",
         "duplicate-workflow",
     )
-    hooks = [(loc, path, (method, route)) for loc in docs for path, route, method in _webhooks(loc)]
     out += _collisions(
-        hooks,
+        facts,
+        lambda f: f.webhooks,
         lambda key, others: f"webhook {key[0]} {key[1]} is also used at {others}",
         "duplicate-webhook",
     )
     return out
+
+
+def check_repository(docs: Sequence[Located]) -> list[tuple[Located, Diagnostic]]:
+    """:func:`check_facts` over documents; each diagnostic comes with its document."""
+    return [(docs[i], diag) for i, diag in check_facts([repo_facts(d) for d in docs])]

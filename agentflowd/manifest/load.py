@@ -33,12 +33,18 @@ __all__ = ["LoadReport", "LoadedManifest", "SourceFile", "load_file", "load_sour
 
 @dataclass(frozen=True, kw_only=True)
 class SourceFile:
-    """A file handed to the loader: its path (as reported) and bytes, or why it has none."""
+    """A file handed to the loader: its path (as reported) and bytes, or why it has none.
+
+    ``key`` identifies the content (a git blob id) so callers can cache what they derive from
+    it; a reader may leave ``data`` out for keys the caller already knows
+    (``code="unchanged"``).
+    """
 
     path: str
     data: bytes | None = None
     error: str | None = None
     code: str = "unreadable"
+    key: str | None = None
 
 
 @dataclass(kw_only=True)

@@ -35,7 +35,7 @@ def apply_plan(plan: Plan, store: Store, *, revision: str, now: datetime) -> App
 
 def _write(change: Change, revision: str) -> WorkflowWrite:
     desired = change.desired
-    assert desired is not None and desired.spec is not None and desired.spec_hash is not None
+    assert desired is not None and desired.spec_hash is not None
     return WorkflowWrite(
         name=change.name,
         origin=Origin.GIT,

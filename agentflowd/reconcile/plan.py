@@ -20,6 +20,7 @@ The rules that protect a running system:
 from __future__ import annotations
 
 import enum
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,19 +52,31 @@ FAILS = frozenset({Action.KEEP_INVALID, Action.REJECT_INVALID, Action.CONFLICT})
 
 @dataclass(frozen=True, kw_only=True)
 class Desired:
-    """A named manifest of the revision; ``spec`` is None when it is invalid."""
+    """A named manifest of the revision; ``spec_json`` is None when it is invalid.
+
+    The canonical spec is kept as its JSON text: compact enough to cache for thousands of
+    workflows, parsed only for the few that are written.
+    """
 
     name: str
     file: str
     line: int = 0
-    spec: dict[str, Any] | None = None
+    spec_json: str | None = None
     spec_hash: str | None = None
     diagnostics: tuple[dict[str, Any], ...] = ()
 
     @property
     def valid(self) -> bool:
         """True when this manifest can be applied."""
-        return self.spec is not None and self.spec_hash is not None and not self.diagnostics
+        return self.spec_json is not None and self.spec_hash is not None and not self.diagnostics
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The canonical spec (parsed from ``spec_json``)."""
+        if self.spec_json is None:
+            raise ValueError(f"workflow {self.name!r} is invalid: it has no spec")
+        value: dict[str, Any] = json.loads(self.spec_json)
+        return value
 
 
 @dataclass(frozen=True, kw_only=True)

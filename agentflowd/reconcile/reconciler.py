@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from agentflowd.errors import AgentFlowError, ConflictError, NotFound, PermanentError
-from agentflowd.manifest import Diagnostic, LoadReport, canonical_dict, load_sources, spec_hash
+from agentflowd.manifest import Diagnostic, canonical_dict, load_sources, spec_hash
 from agentflowd.reconcile.apply import apply_plan
-from agentflowd.reconcile.desired import actual_from_store, broken_files, desired_from_report
+from agentflowd.reconcile.desired import actual_from_store
+from agentflowd.reconcile.intake import Intake, IntakeResult
 from agentflowd.reconcile.plan import Action, Plan, plan
 from agentflowd.reconcile.status import (
     CONTEXT_SYNC,
@@ -58,7 +59,7 @@ class SyncOutcome:
     state: RevisionState | None = None  # None: nothing to do (already applied)
     record: RevisionRecord | None = None
     plan: Plan | None = None
-    report: LoadReport | None = None
+    report: IntakeResult | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
@@ -92,6 +93,7 @@ class Reconciler:
         self.api_url = api_url.rstrip("/") if api_url else None
         self.observe_fetch = observe_fetch
         self.push_notes = push_notes
+        self.intake = Intake(source.limits)
         self._validated: set[str] = {
             r.sha for r in store.revisions(limit=500, kind=RevisionKind.VALIDATE)
         }
@@ -121,15 +123,7 @@ class Reconciler:
         self._post(sha, RevisionState.PENDING, f"reconciling {sha[:12]}", record)
         outcome = SyncOutcome(sha=sha, record=record)
         try:
-            snapshot = self.source.snapshot(sha)
-            report = load_sources(snapshot.files, self.source.limits)
-            desired = desired_from_report(report)
-            the_plan = plan(
-                desired,
-                actual_from_store(self.store.workflows()),
-                broken_files=broken_files(report),
-                prune=self.prune,
-            )
+            _commit, report, the_plan = self._plan(sha, keep_only_these=True)
             apply_plan(the_plan, self.store, revision=sha, now=self.clock())
         except PermanentError as exc:
             return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {})
@@ -146,14 +140,17 @@ class Reconciler:
         self._save_state(current, last_seen=sha, last_applied=sha)
         return result
 
-    def preview(self, revision: str) -> tuple[str, LoadReport, Plan]:
+    def preview(self, revision: str) -> tuple[str, IntakeResult, Plan]:
         """What applying ``revision`` (any ref or sha) would change, without changing it."""
-        snapshot = self.source.snapshot(revision)
-        report = load_sources(snapshot.files, self.source.limits)
+        return self._plan(revision, keep_only_these=False)
+
+    def _plan(self, revision: str, *, keep_only_these: bool) -> tuple[str, IntakeResult, Plan]:
+        snapshot = self.source.snapshot(revision, unchanged=self.intake.known())
+        report = self.intake.load(snapshot.files, keep_only_these=keep_only_these)
         the_plan = plan(
-            desired_from_report(report),
-            actual_from_store(self.store.workflows()),
-            broken_files=broken_files(report),
+            report.desired,
+            actual_from_store(self.store.workflow_heads()),
+            broken_files=report.broken_files,
             prune=self.prune,
         )
         return snapshot.commit, report, the_plan
@@ -323,7 +320,7 @@ class Reconciler:
                 log.exception("status sink %s failed for %s", sink.name, sha[:12])
 
 
-def _summary(the_plan: Plan, report: LoadReport) -> str:
+def _summary(the_plan: Plan, report: IntakeResult) -> str:
     """One line for the commit status: the first error's place, or what changed."""
     errors = report.errors
     if errors:

@@ -17,7 +17,7 @@ import fnmatch
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,12 @@ class GitSource:
         except (KeyError, pygit2.InvalidSpecError) as exc:
             raise RevisionNotFound(self.ref, self.display_url) from exc
 
-    def snapshot(self, revision: str) -> GitSnapshot:
-        """The manifests of ``revision`` under the sub-path."""
-        return read_commit(self.repo_path, revision, [self.path] if self.path else [], self.limits)
+    def snapshot(self, revision: str, *, unchanged: Container[str] = frozenset()) -> GitSnapshot:
+        """The manifests of ``revision`` under the sub-path (``unchanged`` blobs not read)."""
+        return read_commit(
+            self.repo_path,
+            revision,
+            [self.path] if self.path else [],
+            self.limits,
+            unchanged=unchanged,
+        )

@@ -11,7 +11,7 @@ pygit2 objects are not thread-safe: call this from one thread per repository.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,10 @@ from agentflowd.manifest import Limits, SourceFile
 from agentflowd.source.files import MANIFEST_SUFFIXES
 
 __all__ = ["GitSnapshot", "read_commit"]
+
+# Blobs are read once per content and their results cached by the caller (the reconciler's
+# intake): libgit2 keeping them too would only hold memory.
+pygit2.settings.cache_object_limit(ObjectType.BLOB, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,8 +43,14 @@ def read_commit(
     ref: str,
     subpaths: Sequence[str] = (),
     limits: Limits | None = None,
+    *,
+    unchanged: Container[str] = frozenset(),
 ) -> GitSnapshot:
-    """Read the manifest files of ``ref`` (a branch, tag, sha or ``HEAD~1``) in ``repo_dir``."""
+    """Read the manifest files of ``ref`` (a branch, tag, sha or ``HEAD~1``) in ``repo_dir``.
+
+    Every file carries its blob id as ``key``; blobs listed in ``unchanged`` are not read
+    (``code="unchanged"``, no data): the caller has them already.
+    """
     limits = limits or Limits()
     found = pygit2.discover_repository(str(repo_dir))
     if found is None:
@@ -60,10 +70,10 @@ def read_commit(
             except KeyError as exc:
                 raise SourceError(f"path {root!r} does not exist at {ref}", revision=ref) from exc
         if tree.type == ObjectType.BLOB or tree.filemode == FileMode.LINK:
-            read = [_blob(repo, tree, root, limits)]
+            read = [_blob(repo, tree, root, limits, unchanged)]
         elif isinstance(tree, pygit2.Tree):
             read = []
-            _walk(repo, tree, root, limits, read)
+            _walk(repo, tree, root, limits, read, unchanged)
         else:
             raise SourceError(f"path {root!r} is a submodule, not part of {ref}", revision=ref)
         for source in read:
@@ -87,7 +97,12 @@ def _roots(subpaths: Sequence[str], ref: str) -> list[str]:
 
 
 def _walk(
-    repo: pygit2.Repository, tree: pygit2.Tree, prefix: str, limits: Limits, out: list[SourceFile]
+    repo: pygit2.Repository,
+    tree: pygit2.Tree,
+    prefix: str,
+    limits: Limits,
+    out: list[SourceFile],
+    unchanged: Container[str] = frozenset(),
 ) -> None:
     stack = [(tree, prefix)]
     while stack:
@@ -102,25 +117,33 @@ def _walk(
             if entry.filemode == FileMode.TREE:
                 subtrees.append((repo[entry.id], path))
             elif name.endswith(MANIFEST_SUFFIXES):
-                out.append(_blob(repo, entry, path, limits))
+                out.append(_blob(repo, entry, path, limits, unchanged))
         stack.extend(reversed(subtrees))  # type: ignore[arg-type]
 
 
 def _blob(
-    repo: pygit2.Repository, entry: pygit2.Object, path: str, limits: Limits, *, named: bool = False
+    repo: pygit2.Repository,
+    entry: pygit2.Object,
+    path: str,
+    limits: Limits,
+    unchanged: Container[str] = frozenset(),
 ) -> SourceFile:
     if entry.filemode == FileMode.LINK:
         target = repo[entry.id].data.decode("utf-8", "replace")  # type: ignore[attr-defined]
         return SourceFile(path=path, error=f"symlink to {target!r} is refused", code="symlink")
     if entry.filemode == FileMode.COMMIT:
         return SourceFile(path=path, error="a submodule is not a manifest", code="submodule")
+    key = str(entry.id)
+    if key in unchanged:
+        return SourceFile(path=path, key=key, code="unchanged")
     _type, size = repo.odb.read_header(entry.id)
     if size > limits.max_bytes:
         return SourceFile(
             path=path,
             error=f"file is {size:,} bytes, over the limit of {limits.max_bytes:,} bytes",
             code="file-too-large",
+            key=key,
         )
     blob = repo[entry.id]
     assert isinstance(blob, pygit2.Blob)
-    return SourceFile(path=path, data=blob.data)
+    return SourceFile(path=path, data=blob.data, key=key)

@@ -17,6 +17,7 @@ from agentflowd.store.records import (
     RevisionState,
     SourceState,
     StoredWorkflow,
+    WorkflowHead,
     WorkflowWrite,
 )
 from agentflowd.store.sql import SqlStore
@@ -34,6 +35,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoredWorkflow",
+    "WorkflowHead",
     "WorkflowWrite",
     "open_store",
 ]

@@ -19,6 +19,7 @@ from agentflowd.store.records import (
     RevisionState,
     SourceState,
     StoredWorkflow,
+    WorkflowHead,
     WorkflowWrite,
 )
 
@@ -35,6 +36,10 @@ class Store(Protocol):
 
     def workflows(self) -> dict[str, StoredWorkflow]:
         """Every stored workflow by name."""
+        ...
+
+    def workflow_heads(self) -> dict[str, WorkflowHead]:
+        """Every workflow by name, without specs (fast: the reconciler plans with these)."""
         ...
 
     def get_workflow(self, name: str) -> StoredWorkflow:

@@ -22,6 +22,7 @@ from agentflowd.store.records import (
     RevisionState,
     SourceState,
     StoredWorkflow,
+    WorkflowHead,
     WorkflowWrite,
 )
 
@@ -49,6 +50,22 @@ class MemoryStore:
     def workflows(self) -> dict[str, StoredWorkflow]:
         with self._lock:
             return {k: copy.deepcopy(v) for k, v in sorted(self._workflows.items())}
+
+    def workflow_heads(self) -> dict[str, WorkflowHead]:
+        with self._lock:
+            return {
+                name: WorkflowHead(
+                    name=name,
+                    origin=w.origin,
+                    spec_hash=w.spec_hash,
+                    file=w.file,
+                    generation=w.generation,
+                    suspended=w.suspended,
+                    pinned_revision=w.pinned_revision,
+                    failing=w.last_error is not None,
+                )
+                for name, w in sorted(self._workflows.items())
+            }
 
     def _get(self, name: str) -> StoredWorkflow:
         try:

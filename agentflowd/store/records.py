@@ -21,6 +21,7 @@ __all__ = [
     "RevisionState",
     "SourceState",
     "StoredWorkflow",
+    "WorkflowHead",
     "WorkflowWrite",
 ]
 
@@ -90,6 +91,20 @@ class StoredWorkflow:
     def pinned(self) -> bool:
         """True when auto-sync must leave this workflow alone (after a rollback)."""
         return self.pinned_revision is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowHead:
+    """A workflow without its spec: what planning and status counts need, cheap to list."""
+
+    name: str
+    origin: Origin
+    spec_hash: str
+    file: str | None
+    generation: int
+    suspended: bool
+    pinned_revision: str | None
+    failing: bool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from agentflowd.store.records import (
     RevisionState,
     SourceState,
     StoredWorkflow,
+    WorkflowHead,
     WorkflowWrite,
 )
 from agentflowd.store.tables import history, revisions, sources, workflows
@@ -133,6 +134,33 @@ class SqlStore:
         with self._tx() as conn:
             rows = conn.execute(sa.select(workflows).order_by(workflows.c.name)).mappings()
             return {row["name"]: _workflow(row) for row in rows}
+
+    def workflow_heads(self) -> dict[str, WorkflowHead]:
+        c = workflows.c
+        query = sa.select(
+            c.name,
+            c.origin,
+            c.spec_hash,
+            c.file,
+            c.generation,
+            c.suspended,
+            c.pinned_revision,
+            c.last_error.is_not(None).label("failing"),
+        ).order_by(c.name)
+        with self._tx() as conn:
+            return {
+                row.name: WorkflowHead(
+                    name=row.name,
+                    origin=Origin(row.origin),
+                    spec_hash=row.spec_hash,
+                    file=row.file,
+                    generation=row.generation,
+                    suspended=bool(row.suspended),
+                    pinned_revision=row.pinned_revision,
+                    failing=bool(row.failing),
+                )
+                for row in conn.execute(query)
+            }
 
     def get_workflow(self, name: str) -> StoredWorkflow:
         with self._tx() as conn:

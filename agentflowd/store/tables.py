@@ -21,7 +21,8 @@ metadata = sa.MetaData(
     }
 )
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Python None is SQL NULL (not the JSON text 'null'), so "IS NULL" means "absent".
+JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
 class Timestamp(sa.TypeDecorator[datetime]):

@@ -12,7 +12,7 @@ from agentflowd.reconcile.plan import Action, Actual, Desired, plan
 def want(name: str, h: str = "h1", *, file: str = "a.yaml", invalid: bool = False) -> Desired:
     if invalid:
         return Desired(name=name, file=file, diagnostics=({"message": "bad"},))
-    return Desired(name=name, file=file, spec={"h": h}, spec_hash=h)
+    return Desired(name=name, file=file, spec_json=f'{{"h": "{h}"}}', spec_hash=h)
 
 
 def have(

@@ -165,3 +165,20 @@ def test_returned_values_are_copies(store: Store):
 def test_naive_datetimes_are_refused(store: Store):
     with pytest.raises(Exception, match="naive datetime"):
         store.put_workflow(write(), action=HistoryAction.CREATE, now=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_heads_list_without_specs(store: Store):
+    store.put_workflow(write("a"), action=HistoryAction.CREATE, now=T0)
+    store.put_workflow(write("b", 2), action=HistoryAction.CREATE, now=T0)
+    store.set_error("b", [{"m": 1}], "x", now=T0)
+    store.set_pin("a", "c" * 40, now=T0)
+    heads = store.workflow_heads()
+    assert list(heads) == ["a", "b"]
+    assert (heads["a"].pinned_revision, heads["a"].failing, heads["a"].generation) == (
+        "c" * 40,
+        False,
+        1,
+    )
+    assert (
+        heads["b"].failing and heads["b"].spec_hash == f"{2:064x}" and heads["b"].file == "b.yaml"
+    )

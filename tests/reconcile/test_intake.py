@@ -1,0 +1,79 @@
+"""The incremental intake: only changed blobs are read and validated; repo checks still see all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentflowd.reconcile.intake import Intake
+from agentflowd.source.gitread import read_commit
+from tests.conftest import git
+from tests.manifests import named
+
+
+def commit(repo: Path, files: dict[str, str | None]) -> str:
+    for rel, content in files.items():
+        if content is None:
+            (repo / rel).unlink()
+        else:
+            (repo / rel).write_text(content, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "c")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def test_only_changed_files_are_read_and_validated(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    first = commit(repo, {f"w{i}.yaml": named(f"w{i}") for i in range(5)})
+    intake = Intake()
+    result = intake.load(read_commit(repo, first, unchanged=intake.known()).files)
+    assert (result.loaded, len(result.desired), result.valid) == (5, 5, True)
+
+    second = commit(repo, {"w1.yaml": named("w1").replace("gpt-4", "gpt-4o")})
+    snapshot = read_commit(repo, second, unchanged=intake.known())
+    assert sorted(f.path for f in snapshot.files if f.data is not None) == ["w1.yaml"]
+    result = intake.load(snapshot.files)
+    assert result.loaded == 1 and len(result.desired) == 5
+    assert {d.name for d in result.desired} == {f"w{i}" for i in range(5)}
+
+    # a new file that collides with a cached one: both become invalid
+    third = commit(repo, {"dup.yaml": named("w2", hook="/elsewhere")})
+    result = intake.load(read_commit(repo, third, unchanged=intake.known()).files)
+    assert result.loaded == 1
+    invalid = sorted((d.file, d.valid) for d in result.desired if d.name == "w2")
+    assert invalid == [("dup.yaml", False), ("w2.yaml", False)]
+    assert {e.code for e in result.errors} == {"duplicate-workflow"}
+
+    # removing it heals the cached one, without reading anything
+    fourth = commit(repo, {"dup.yaml": None})
+    result = intake.load(read_commit(repo, fourth, unchanged=intake.known()).files)
+    assert result.loaded == 0 and result.valid
+
+
+def test_files_of_other_revisions_are_evicted(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    first = commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    intake = Intake()
+    intake.load(read_commit(repo, first).files)
+    second = commit(repo, {"b.yaml": None})
+    intake.load(read_commit(repo, second, unchanged=intake.known()).files)
+    assert len(intake.known()) == 1
+
+
+def test_invalid_and_broken_files_are_cached_with_their_errors(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    sha = commit(
+        repo, {"bad.yaml": named("bad").replace("cpu: 200m", "cpu: x"), "broken.yaml": "a: ["}
+    )
+    intake = Intake()
+    first = intake.load(read_commit(repo, sha).files)
+    again = intake.load(read_commit(repo, sha, unchanged=intake.known()).files)
+    assert again.loaded == 0
+    assert [e.format() for e in again.errors] == [e.format() for e in first.errors]
+    assert again.broken_files == frozenset({"broken.yaml"})
+    assert [d.valid for d in again.desired] == [False]
