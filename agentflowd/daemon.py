@@ -128,6 +128,8 @@ class Daemon:
             push_notes=cfg.push_notes,
         )
         self.webhook_secret = _read_secret(cfg)
+        for record in self.reconciler.recover():
+            log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
 
     def _api_url(self) -> str | None:
         if self.config.api_url:

@@ -98,6 +98,23 @@ class Reconciler:
             r.sha for r in store.revisions(limit=500, kind=RevisionKind.VALIDATE)
         }
 
+    def recover(self) -> list[RevisionRecord]:
+        """Close revisions a crash left pending; their commits are reconciled again anyway."""
+        closed = []
+        for record in self.store.revisions(limit=100):
+            if record.state is RevisionState.PENDING:
+                closed.append(
+                    self.store.finish_revision(
+                        record.id,
+                        state=RevisionState.ERROR,
+                        summary="interrupted (agentflowd stopped before finishing)",
+                        diagnostics=[],
+                        counts={},
+                        now=self.clock(),
+                    )
+                )
+        return closed
+
     def sync(self, *, force: bool = False) -> SyncOutcome:
         """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""
         state = self.store.source_state(self.name)

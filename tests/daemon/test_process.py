@@ -252,3 +252,71 @@ def test_forge_statuses_pull_request_validation_and_push_webhook(tmp_path, repo)
         finally:
             proc.terminate()
             proc.communicate(timeout=20)
+
+
+def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
+    """SIGKILL the daemon while it applies 200 workflows, three times; the next start converges."""
+    repo = tmp_path / "big"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for i in range(200):
+        (repo / f"w{i:03d}.yaml").write_text(named(f"w{i:03d}"), encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "many")
+    state = tmp_path / "state"
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                BIN / "agentflowd",
+                "serve",
+                "--repo",
+                str(repo),
+                "--state-dir",
+                str(state),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def count(url: str) -> int:
+        try:
+            return len(httpx.get(f"{url}/api/v1/workflows", timeout=5).json())
+        except httpx.HTTPError:
+            return -1
+
+    seen: list[int] = []
+    applied = 0
+    for _ in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start(port)
+        # kill once it made progress, in the middle of applying if we catch it there
+        target = applied
+        seen.append(
+            wait_for(lambda u=url, t=target: (n := count(u)) > t and n, what="progress", timeout=30)
+        )
+        proc.kill()
+        proc.wait(timeout=10)
+        applied = seen[-1]
+        if applied >= 200:
+            break
+    assert any(0 < n < 200 for n in seen), f"never caught it mid-apply: {seen}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(port)
+    try:
+        wait_for(lambda: count(url) == 200, what="all 200 workflows", timeout=60)
+        revisions = httpx.get(f"{url}/api/v1/revisions").json()
+        wait_for(
+            lambda: httpx.get(f"{url}/api/v1/revisions").json()[0]["state"] == "success",
+            what="success",
+        )
+        revisions = httpx.get(f"{url}/api/v1/revisions").json()
+        assert all(r["state"] in ("success", "error") for r in revisions), revisions
+        assert [w["generation"] for w in httpx.get(f"{url}/api/v1/workflows").json()] == [1] * 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
