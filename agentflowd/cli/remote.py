@@ -5,12 +5,14 @@ The server is ``--server``, else ``$AGENTFLOW_API_URL``, else http://127.0.0.1:8
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from agentflowd.cli.output import Column, Output, api_errors, emit
-from agentflowd.client import AgentFlowClient
+
+if TYPE_CHECKING:
+    from agentflowd.client import AgentFlowClient
 
 __all__ = ["register"]
 
@@ -45,6 +47,8 @@ CHANGE_COLUMNS: list[Column] = [
 
 
 def _client(server: str | None) -> AgentFlowClient:
+    from agentflowd.client import AgentFlowClient  # httpx only for commands that need it
+
     return AgentFlowClient(server)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from agentflowd.manifest import Diagnostic, Limits, SourceFile, canonical_json, spec_hash
 from agentflowd.manifest.checks import RepoFacts, check_facts, repo_facts
 from agentflowd.manifest.diagnostics import Severity
-from agentflowd.manifest.load import load_file
+from agentflowd.manifest.load import gc_paused, load_file
 from agentflowd.reconcile.plan import Desired
 
 __all__ = ["Intake", "IntakeResult"]
@@ -70,6 +70,10 @@ class Intake:
         ``keep_only_these`` drops cached files that are not in this revision (the followed
         branch); previews of other refs pass False.
         """
+        with gc_paused():
+            return self._load(sources, keep_only_these)
+
+    def _load(self, sources: Sequence[SourceFile], keep_only_these: bool) -> IntakeResult:
         results: list[tuple[str, _FileResult]] = []
         loaded = 0
         for source in sources:

@@ -100,20 +100,18 @@ class Reconciler:
 
     def recover(self) -> list[RevisionRecord]:
         """Close revisions a crash left pending; their commits are reconciled again anyway."""
-        closed = []
-        for record in self.store.revisions(limit=100):
-            if record.state is RevisionState.PENDING:
-                closed.append(
-                    self.store.finish_revision(
-                        record.id,
-                        state=RevisionState.ERROR,
-                        summary="interrupted (agentflowd stopped before finishing)",
-                        diagnostics=[],
-                        counts={},
-                        now=self.clock(),
-                    )
-                )
-        return closed
+        return [
+            self.store.finish_revision(
+                record.id,
+                state=RevisionState.ERROR,
+                summary="interrupted (agentflowd stopped before finishing)",
+                diagnostics=[],
+                counts={},
+                now=self.clock(),
+            )
+            for record in self.store.revisions(limit=100)
+            if record.state is RevisionState.PENDING
+        ]
 
     def sync(self, *, force: bool = False) -> SyncOutcome:
         """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""

@@ -295,9 +295,12 @@ def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
         proc = start(port)
         # kill once it made progress, in the middle of applying if we catch it there
         target = applied
-        seen.append(
-            wait_for(lambda u=url, t=target: (n := count(u)) > t and n, what="progress", timeout=30)
-        )
+
+        def progressed(u: str = url, t: int = target) -> int:
+            n = count(u)
+            return n if n > t else 0
+
+        seen.append(wait_for(progressed, what="progress", timeout=30))
         proc.kill()
         proc.wait(timeout=10)
         applied = seen[-1]
