@@ -49,9 +49,10 @@ def make_repo(root: Path, files: int) -> tuple[pygit2.Repository, Path]:
     workdir.mkdir(parents=True)
     repo = pygit2.init_repository(str(workdir), initial_head="main")
     rnd = random.Random(7)
-    for i in range(files):
+    for i in range(files):  # files=0: an empty repository with no commit yet
         (workdir / f"wf-{i:04d}.yaml").write_text(manifest(i, rnd), encoding="utf-8")
-    commit(repo, workdir, "corpus")
+    if files:
+        commit(repo, workdir, "corpus")
     return repo, workdir
 
 
@@ -111,6 +112,43 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def idle_small(root: Path) -> None:
+    """Idle RSS of a daemon following the four bundled examples."""
+    repo, workdir = make_repo(root / "small", 0)
+    for path in sorted((Path(__file__).parents[1] / "examples" / "workflows").glob("*.yaml")):
+        (workdir / path.name).write_text(path.read_text(), encoding="utf-8")
+    commit(repo, workdir, "examples")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            Path(sys.executable).parent / "agentflowd",
+            "serve",
+            "--repo",
+            str(workdir),
+            "--state-dir",
+            str(root / "small" / "state"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if len(httpx.get(f"http://127.0.0.1:{port}/api/v1/workflows").json()) == 4:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        time.sleep(2)
+        print(f"daemon idle RSS with the 4 example workflows: {rss_mb(proc.pid):.0f} MB")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def daemon(root: Path, files: int, runs: int) -> None:
@@ -177,6 +215,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         in_process(Path(tmp), args.files, args.runs)
+        idle_small(Path(tmp))
         daemon(Path(tmp), args.files, args.runs)
 
 
