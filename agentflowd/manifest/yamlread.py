@@ -50,11 +50,13 @@ _SEQ_TAGS = {None, "!", f"{_CORE}seq"}
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Hard caps that keep a hostile file from costing more than a normal one."""
+    """Hard caps that keep a hostile file (or repository) from costing more than a normal one."""
 
     max_bytes: int = 1024 * 1024
     max_depth: int = 64
     max_nodes: int = 100_000
+    max_files: int = 10_000  # manifest files in one revision
+    max_total_bytes: int = 100 * 1024 * 1024  # of all manifest files in one revision
 
 
 class Mark(NamedTuple):

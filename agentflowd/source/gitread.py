@@ -62,6 +62,7 @@ def read_commit(
         raise RevisionNotFound(ref, str(repo_dir)) from exc
     files: list[SourceFile] = []
     seen: set[str] = set()
+    total = 0
     for root in _roots(subpaths, ref):
         tree: pygit2.Object = commit.tree
         if root:
@@ -80,6 +81,18 @@ def read_commit(
             if source.path not in seen:
                 seen.add(source.path)
                 files.append(source)
+                total += len(source.data or b"")
+        if len(files) > limits.max_files:
+            raise SourceError(
+                f"{ref} has more than {limits.max_files:,} manifest files; refusing the tree",
+                revision=ref,
+            )
+        if total > limits.max_total_bytes:
+            raise SourceError(
+                f"{ref} has more than {limits.max_total_bytes:,} bytes of manifests; "
+                "refusing the tree",
+                revision=ref,
+            )
     return GitSnapshot(commit=str(commit.id), ref=ref, files=files)
 
 

@@ -55,3 +55,23 @@ def test_unknown_ref_and_not_a_repo(git_repo, tmp_path):
 def test_a_named_file_inside_the_commit(git_repo):
     repo = git_repo({"w/a.yaml": named("a"), "w/b.yaml": named("b")})
     assert [f.path for f in read_commit(repo, "HEAD", ["w/b.yaml"]).files] == ["w/b.yaml"]
+
+
+def test_oversized_trees_are_refused(git_repo):
+    repo = git_repo({f"w{i}.yaml": named(f"w{i}") for i in range(12)})
+    with pytest.raises(SourceError, match="more than 10 manifest files; refusing the tree"):
+        read_commit(repo, "HEAD", limits=Limits(max_files=10))
+    with pytest.raises(SourceError, match="bytes of manifests; refusing the tree"):
+        read_commit(repo, "HEAD", limits=Limits(max_total_bytes=5000))
+
+
+def test_tree_entries_cannot_escape(git_repo):
+    import pygit2
+
+    repo_dir = git_repo({"a.yaml": named("a")})
+    repo = pygit2.Repository(str(repo_dir))
+    blob = repo.create_blob(b"kind: x\n")
+    builder = repo.TreeBuilder()
+    for hostile in ("..", "../x.yaml", "a/b.yaml"):
+        with pytest.raises((ValueError, pygit2.GitError)):
+            builder.insert(hostile, blob, pygit2.enums.FileMode.BLOB)
