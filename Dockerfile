@@ -14,7 +14,12 @@ COPY schemas ./schemas
 RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim-bookworm
-# git itself is not needed: pygit2's wheel bundles libgit2
+# pygit2's wheel bundles libgit2 (file://, https://); git and ssh serve ssh:// remotes, whose
+# host keys OpenSSH checks against known_hosts (pygit2 cannot).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openssh-client \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /var/lib/agentflow --create-home agentflow \
  && mkdir -p /etc/agentflow && chown agentflow /var/lib/agentflow
 COPY --from=build /dist/*.whl /tmp/

@@ -4,7 +4,9 @@
   truth, a commit is visible the moment it is made, and nothing is copied.
 * A **remote** (``file://``, ``http(s)://``, ``ssh://`` or ``user@host:path``) is fetched into a
   bare mirror under the state directory, ``mirrors/<hash of the URL>.git``, and read from there.
-  HTTPS takes a token (``AGENTFLOW_GIT_TOKEN``, or a token file); SSH a key file.
+  HTTPS takes a token (``AGENTFLOW_GIT_TOKEN``, or a token file); SSH a key file
+  (``AGENTFLOW_GIT_SSH_KEY``), and the host must be in known_hosts
+  (``AGENTFLOW_GIT_SSH_KNOWN_HOSTS``, else ``~/.ssh/known_hosts``): unknown hosts are refused.
 
 Manifests are always read from a commit's tree (:func:`agentflowd.source.gitread.read_commit`),
 never from a working tree. libgit2 repositories are not thread-safe: use one GitSource from one
@@ -16,7 +18,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import shlex
 import shutil
+import subprocess
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,7 @@ from typing import Any
 
 import pygit2
 
-from agentflowd.errors import RevisionNotFound, SourceError, TransientError
+from agentflowd.errors import AgentFlowError, RevisionNotFound, SourceError, TransientError
 from agentflowd.manifest import Limits
 from agentflowd.source.gitread import GitSnapshot, read_commit
 
@@ -50,14 +54,18 @@ class GitCredentials:
     ssh_key: Path | None = None
     ssh_public_key: Path | None = None
     ssh_passphrase: str = ""
+    known_hosts: Path | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GitCredentials:
-        """Token from ``AGENTFLOW_GIT_TOKEN``; key from ``AGENTFLOW_GIT_SSH_KEY``."""
+        """Token from ``AGENTFLOW_GIT_TOKEN``; SSH key and known hosts from
+        ``AGENTFLOW_GIT_SSH_KEY`` and ``AGENTFLOW_GIT_SSH_KNOWN_HOSTS``."""
         key = os.environ.get("AGENTFLOW_GIT_SSH_KEY")
+        hosts = os.environ.get("AGENTFLOW_GIT_SSH_KNOWN_HOSTS")
         values: dict[str, Any] = {
             "token": os.environ.get("AGENTFLOW_GIT_TOKEN"),
             "ssh_key": Path(key) if key else None,
+            "known_hosts": Path(hosts) if hosts else None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -123,6 +131,7 @@ class GitSource:
         self.branch = branch
         self.path = path.strip("/")
         self.remote = is_remote(url)
+        self.ssh = self.remote and (url.startswith("ssh://") or "://" not in url)
         self.credentials = credentials or GitCredentials.from_env()
         self.limits = limits or Limits()
         if self.remote:
@@ -153,29 +162,106 @@ class GitSource:
             self._repo = pygit2.Repository(str(self.repo_path))
         return self._repo
 
+    # -- the network: libgit2 for file:// and http(s)://, the git CLI for ssh -------------------
+    #
+    # pygit2 cannot verify SSH host keys: its certificate callback gets no key, and its
+    # pass-through accepts any host (pygit2 1.21 callbacks.py). For ssh we therefore run git,
+    # whose OpenSSH checks known_hosts strictly (StrictHostKeyChecking=yes, BatchMode).
+
+    def _ssh_env(self) -> dict[str, str]:
+        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        if self.credentials.ssh_key is not None:
+            opts += ["-i", str(self.credentials.ssh_key), "-o", "IdentitiesOnly=yes"]
+        if self.credentials.known_hosts is not None:
+            opts += ["-o", f"UserKnownHostsFile={self.credentials.known_hosts}"]
+        return {
+            **os.environ,
+            "GIT_SSH_COMMAND": " ".join(["ssh", *(shlex.quote(o) for o in opts)]),
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+
+    def _git(self, *args: str, what: str) -> str:
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["git", *args],  # noqa: S607 - git from PATH, as operators expect
+                env=self._ssh_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TransientError(f"cannot {what} {self.display_url}: {exc}", delay=30) from exc
+        if done.returncode != 0:
+            detail = done.stderr.strip().splitlines()[-1:] or ["git failed"]
+            message = f"cannot {what} {self.display_url}: {detail[0]}"
+            if "Host key verification failed" in done.stderr or "Permission denied" in done.stderr:
+                raise SourceError(message)
+            raise TransientError(message, delay=30)
+        return done.stdout
+
     def _clone(self) -> None:
         self.repo_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            pygit2.clone_repository(
-                self.url, str(self.repo_path), bare=True, callbacks=_Callbacks(self.credentials)
-            )
-        except (pygit2.GitError, SourceError) as exc:
+            if self.ssh:
+                self._git("clone", "--bare", "--quiet", self.url, str(self.repo_path), what="clone")
+            else:
+                pygit2.clone_repository(
+                    self.url, str(self.repo_path), bare=True, callbacks=_Callbacks(self.credentials)
+                )
+        except (pygit2.GitError, AgentFlowError) as exc:
             shutil.rmtree(self.repo_path, ignore_errors=True)  # no half-made mirror next time
-            if isinstance(exc, SourceError):
+            if isinstance(exc, AgentFlowError):
                 raise
             raise TransientError(f"cannot clone {self.display_url}: {exc}", delay=30) from exc
 
+    def _fetch(self, refspecs: list[str]) -> None:
+        if self.ssh:
+            self._git(
+                "-C", str(self.repo_path), "fetch", "--quiet", "origin", *refspecs, what="fetch"
+            )
+            return
+        try:
+            self.repository().remotes["origin"].fetch(
+                refspecs, callbacks=_Callbacks(self.credentials)
+            )
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
+
+    def _push(self, refspecs: list[str]) -> None:
+        if self.ssh:
+            self._git(
+                "-C", str(self.repo_path), "push", "--quiet", "origin", *refspecs, what="push to"
+            )
+            return
+        try:
+            self.repository().remotes["origin"].push(
+                refspecs, callbacks=_Callbacks(self.credentials)
+            )
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot push to {self.display_url}: {exc}") from exc
+
+    def _heads(self) -> dict[str, str]:
+        if self.ssh:
+            out = self._git("ls-remote", self.url, self.ref, what="reach")
+            return {name: sha for sha, name in (line.split("\t", 1) for line in out.splitlines())}
+        try:
+            heads = (
+                self.repository()
+                .remotes["origin"]
+                .list_heads(callbacks=_Callbacks(self.credentials))
+            )
+        except pygit2.GitError as exc:
+            raise TransientError(f"cannot reach {self.display_url}: {exc}", delay=30) from exc
+        return {head.name: str(head.oid) for head in heads if head.name}
+
+    # -- what the reconciler uses ---------------------------------------------------------
+
     def fetch(self) -> str:
         """Bring the mirror up to date (remotes only) and return the branch's commit id."""
-        repo = self.repository()
+        self.repository()
         if self.remote:
-            try:
-                repo.remotes["origin"].fetch(
-                    [f"+refs/heads/{self.branch}:refs/heads/{self.branch}"],
-                    callbacks=_Callbacks(self.credentials),
-                )
-            except pygit2.GitError as exc:
-                raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
+            self._fetch([f"+{self.ref}:{self.ref}"])
         return self.tip()
 
     def remote_tip(self) -> str | None:
@@ -185,15 +271,8 @@ class GitSource:
         """
         if not self.remote:
             return self.tip()
-        repo = self.repository()
-        try:
-            heads = repo.remotes["origin"].list_heads(callbacks=_Callbacks(self.credentials))
-        except pygit2.GitError as exc:
-            raise TransientError(f"cannot reach {self.display_url}: {exc}", delay=30) from exc
-        for head in heads:
-            if head.name == self.ref:
-                return str(head.oid)
-        return None
+        self.repository()
+        return self._heads().get(self.ref)
 
     def matching_refs(self, patterns: Sequence[str]) -> list[tuple[str, str]]:
         """(ref, commit) of every ref matching one of ``patterns`` (``refs/pull/*/head``).
@@ -204,12 +283,7 @@ class GitSource:
             return []
         repo = self.repository()
         if self.remote:
-            try:
-                repo.remotes["origin"].fetch(
-                    [f"+{p}:{p}" for p in patterns], callbacks=_Callbacks(self.credentials)
-                )
-            except pygit2.GitError as exc:
-                raise TransientError(f"cannot fetch {self.display_url}: {exc}", delay=30) from exc
+            self._fetch([f"+{p}:{p}" for p in patterns])
         found: list[tuple[str, str]] = []
         for name in sorted(repo.references):
             if any(fnmatch.fnmatchcase(name, p) for p in patterns):
@@ -222,14 +296,8 @@ class GitSource:
 
     def push_notes(self) -> None:
         """Push ``refs/notes/agentflow`` to the remote (we are its only writer)."""
-        repo = self.repository()
-        try:
-            repo.remotes["origin"].push(
-                ["+refs/notes/agentflow:refs/notes/agentflow"],
-                callbacks=_Callbacks(self.credentials),
-            )
-        except pygit2.GitError as exc:
-            raise TransientError(f"cannot push notes to {self.display_url}: {exc}") from exc
+        self.repository()
+        self._push(["+refs/notes/agentflow:refs/notes/agentflow"])
 
     def tip(self) -> str:
         """The commit the followed branch points at, without fetching."""

@@ -167,3 +167,31 @@ def test_pull_refs_of_a_remote_are_fetched_validated_and_notes_pushed(upstream, 
     assert '"context":"agentflow/sync"' in git(
         served / "wf.git", "notes", "--ref=agentflow", "show", main
     )
+
+
+def test_ssh_with_a_key_and_strict_host_keys(upstream, tmp_path):
+    from tests.sshserver import ssh_server
+
+    served, work = upstream
+    with ssh_server(tmp_path / "ssh") as ssh:
+        url = f"ssh://{ssh.user}@127.0.0.1:{ssh.port}{served / 'wf.git'}"
+        creds = GitCredentials(ssh_key=ssh.client_key, known_hosts=ssh.known_hosts)
+        source = GitSource(url, state_dir=tmp_path / "state", credentials=creds)
+        assert source.ssh
+        first = source.fetch()
+        second = push(work, "b")
+        assert source.remote_tip() == second != first
+        assert source.fetch() == second
+        assert [f.path for f in source.snapshot(second).files] == ["a.yaml", "b.yaml"]
+
+        # a host that is not in known_hosts is refused, not trusted on first use
+        stranger = tmp_path / "empty_known_hosts"
+        stranger.write_text("", encoding="utf-8")
+        other = GitSource(
+            url,
+            state_dir=tmp_path / "state2",
+            credentials=GitCredentials(ssh_key=ssh.client_key, known_hosts=stranger),
+        )
+        with pytest.raises(SourceError, match="cannot clone"):
+            other.fetch()
+        assert not other.repo_path.exists()
