@@ -94,9 +94,10 @@ class Reconciler:
         self.observe_fetch = observe_fetch
         self.push_notes = push_notes
         self.intake = Intake(source.limits)
-        self._validated: set[str] = {
-            r.sha for r in store.revisions(limit=500, kind=RevisionKind.VALIDATE)
-        }
+        # commits already validated, oldest first (a dict as an ordered, bounded set)
+        self._validated: dict[str, None] = dict.fromkeys(
+            reversed([r.sha for r in store.revisions(limit=500, kind=RevisionKind.VALIDATE)])
+        )
 
     def recover(self) -> list[RevisionRecord]:
         """Close revisions a crash left pending; their commits are reconciled again anyway."""
@@ -181,7 +182,9 @@ class Reconciler:
         for ref, sha in self.source.matching_refs(patterns):
             if ref == self.source.ref or sha in self._validated:
                 continue
-            self._validated.add(sha)
+            self._validated[sha] = None
+            while len(self._validated) > 10_000:
+                del self._validated[next(iter(self._validated))]
             outcomes.append(self._validate(ref, sha))
         return outcomes
 

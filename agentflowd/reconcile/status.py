@@ -101,6 +101,7 @@ class DedupSink:
         self.name = inner.name
         self._last: dict[tuple[str, str], tuple[str, str, str | None]] = {}
         self._lock = threading.Lock()
+        self.max_entries = 10_000  # old commits fall out; a repeat after that is only a re-post
 
     def post(self, status: CommitStatus) -> None:
         """Post unless identical to the previous post of this (sha, context)."""
@@ -111,7 +112,10 @@ class DedupSink:
                 return
         self.inner.post(status)
         with self._lock:
-            self._last[key] = value
+            self._last.pop(key, None)
+            self._last[key] = value  # newest last
+            while len(self._last) > self.max_entries:
+                del self._last[next(iter(self._last))]
 
 
 class GitNotesSink:
