@@ -70,6 +70,29 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:
+    """Write (or, for None, delete) ``files`` in ``repo`` and commit; returns the new sha."""
+    for rel, content in files.items():
+        path = repo / rel
+        if content is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
     """Make a git repository whose first commit holds ``files`` (path -> content)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.waiting import wait_for
 
 
@@ -26,12 +27,6 @@ class SshServer:
     client_key: Path
     known_hosts: Path
     user: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sshd_available() -> str | None:
@@ -54,7 +49,7 @@ def ssh_server(root: Path) -> Iterator[SshServer]:
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "client_key")], check=True
     )
     shutil.copy(root / "client_key.pub", root / "authorized_keys")
-    port = _free_port()
+    port = free_port()
     user = (
         os.environ.get("USER")
         or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()

@@ -20,7 +20,7 @@ from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
 from agentflowd.store import MemoryStore, Store
-from tests.conftest import git
+from tests.conftest import commit, git
 from tests.manifests import named
 
 SECRET = "s3cret"
@@ -46,17 +46,6 @@ class Handle:
 
     def request_sync(self, noticed_at: float | None = None) -> None:
         self.sync_requests += 1
-
-
-def commit(repo: Path, files: dict[str, str | None]) -> str:
-    for rel, content in files.items():
-        if content is None:
-            (repo / rel).unlink()
-        else:
-            (repo / rel).write_text(content, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "c")
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,17 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from agentflowd.cli import app
-from tests.conftest import git
+from tests.conftest import free_port, git
 from tests.manifests import named
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

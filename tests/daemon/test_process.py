@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import git
+from tests.conftest import free_port, git
 from tests.manifests import named
 from tests.waiting import wait_for
 
@@ -50,12 +50,6 @@ def repo(tmp_path: Path) -> Path:
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "first")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agentflowd.reconcile.intake import Intake
 from agentflowd.source.gitread import read_commit
-from tests.conftest import git
+from tests.conftest import commit, git
 from tests.manifests import named
-
-
-def commit(repo: Path, files: dict[str, str | None]) -> str:
-    for rel, content in files.items():
-        if content is None:
-            (repo / rel).unlink()
-        else:
-            (repo / rel).write_text(content, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "c")
-    return git(repo, "rev-parse", "HEAD")
 
 
 def test_only_changed_files_are_read_and_validated(tmp_path):

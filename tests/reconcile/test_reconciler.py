@@ -10,7 +10,7 @@ import pytest
 from agentflowd.reconcile import GitNotesSink, MemorySink, Reconciler
 from agentflowd.source.git import GitSource
 from agentflowd.store import MemoryStore, RevisionState, Store
-from tests.conftest import git
+from tests.conftest import commit, git
 from tests.manifests import VALID, named
 
 
@@ -21,19 +21,6 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(milliseconds=1)
         return self.now
-
-
-def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:
-    for rel, content in files.items():
-        path = repo / rel
-        if content is None:
-            path.unlink()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
