@@ -114,12 +114,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def idle_small(root: Path) -> None:
-    """Idle RSS of a daemon following the four bundled examples."""
-    repo, workdir = make_repo(root / "small", 0)
-    for path in sorted((Path(__file__).parents[1] / "examples" / "workflows").glob("*.yaml")):
-        (workdir / path.name).write_text(path.read_text(), encoding="utf-8")
-    commit(repo, workdir, "examples")
+def start_daemon(workdir: Path, state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`agentflowd serve` on ``workdir``; returns the process and its API URL."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -128,23 +124,40 @@ def idle_small(root: Path) -> None:
             "--repo",
             str(workdir),
             "--state-dir",
-            str(root / "small" / "state"),
+            str(state),
             "--listen",
             f"127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_applied(url: str, count: int, timeout: float) -> None:
+    """Poll the API until ``count`` workflows are applied."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if len(httpx.get(f"{url}/api/v1/workflows", timeout=5).json()) == count:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the daemon did not apply {count} workflows in {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def idle_small(root: Path) -> None:
+    """Idle RSS of a daemon following the four bundled examples."""
+    repo, workdir = make_repo(root / "small", 0)
+    for path in sorted((Path(__file__).parents[1] / "examples" / "workflows").glob("*.yaml")):
+        (workdir / path.name).write_text(path.read_text(), encoding="utf-8")
+    commit(repo, workdir, "examples")
+    proc, url = start_daemon(workdir, root / "small" / "state")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if len(httpx.get(f"http://127.0.0.1:{port}/api/v1/workflows").json()) == 4:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        time.sleep(2)
+        wait_applied(url, 4, 60)
+        time.sleep(2)  # let it settle before measuring idle memory
         print(f"daemon idle RSS with the 4 example workflows: {rss_mb(proc.pid):.0f} MB")
     finally:
         proc.terminate()
@@ -153,43 +166,18 @@ def idle_small(root: Path) -> None:
 
 def daemon(root: Path, files: int, runs: int) -> None:
     repo, workdir = make_repo(root / "daemon", files)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            Path(sys.executable).parent / "agentflowd",
-            "serve",
-            "--repo",
-            str(workdir),
-            "--state-dir",
-            str(root / "daemon" / "state"),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, url = start_daemon(workdir, root / "daemon" / "state")
     notes = GitNotesSink(workdir)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if len(httpx.get(f"{url}/api/v1/workflows", timeout=5).json()) == files:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the daemon did not apply the corpus in 120 s")
-            time.sleep(0.05)
+        wait_applied(url, files, 120)
         time.sleep(2)  # let it settle before measuring idle memory
         print(f"daemon idle RSS with {files} workflows: {rss_mb(proc.pid):.0f} MB")
         latencies = []
         for n in range(runs):
             path = workdir / f"wf-{n:04d}.yaml"
+            text = path.read_text()
             path.write_text(
-                path.read_text().replace(
-                    "maxConcurrentExecutions: 5", f"maxConcurrentExecutions: {30 + n}", 1
-                )
+                text.replace("maxConcurrentExecutions: 5", f"maxConcurrentExecutions: {30 + n}", 1)
             )
             start = time.perf_counter()
             sha = commit(repo, workdir, f"latency {n}")
