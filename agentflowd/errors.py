@@ -16,7 +16,7 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     │   │   ├── WorkflowNotFound
     │   │   └── RevisionRecordNotFound
     │   └── SourceError              a git repository or a file cannot be read as asked
-    │       └── RevisionNotFound     (also a LookupError) a ref or commit does not exist
+    │       └── RevisionNotFound     (also a NotFound) a ref or commit does not exist
     └── TransientError               may succeed on a later attempt; ``.delay`` seconds
         └── StoreUnavailable         the database cannot be reached or is locked
 """
@@ -83,14 +83,6 @@ class SourceError(PermanentError):
         self.revision = revision
 
 
-class RevisionNotFound(SourceError, LookupError):
-    """The ref or commit does not exist in the repository."""
-
-    def __init__(self, revision: str, repo: str) -> None:
-        super().__init__(f"revision {revision!r} not found in {repo}", revision=revision)
-        self.repo = repo
-
-
 class ConflictError(PermanentError):
     """The change contradicts the current state, e.g. writing a workflow another origin owns."""
 
@@ -101,6 +93,14 @@ class ConflictError(PermanentError):
 
 class NotFound(PermanentError, LookupError):
     """A named object does not exist."""
+
+
+class RevisionNotFound(SourceError, NotFound):
+    """The ref or commit does not exist in the repository."""
+
+    def __init__(self, revision: str, repo: str) -> None:
+        super().__init__(f"revision {revision!r} not found in {repo}", revision=revision)
+        self.repo = repo
 
 
 class WorkflowNotFound(NotFound):

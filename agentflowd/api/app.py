@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -275,7 +275,7 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         return [revision_view(r) for r in daemon.store.revisions(limit=max(1, min(limit, 500)))]
 
     @app.get("/api/v1/revisions/{revision_id}", tags=["revisions"])
-    def get_revision(revision_id: int) -> dict[str, Any]:
+    def get_revision(revision_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
         """One revision: state, summary, counts and every diagnostic."""
         return revision_view(daemon.store.get_revision(revision_id))
 

@@ -16,6 +16,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 __all__ = ["PushEvent", "WebhookError", "parse_push"]
 
@@ -43,23 +44,42 @@ def _hmac(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    # bytes: compare_digest refuses non-ASCII str, and a header may hold anything
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
 def _verify(headers: Mapping[str, str], body: bytes, secret: str) -> tuple[str, str]:
     """The forge and its event name, once the signature or token checks out."""
     if "x-gitea-event" in headers:
         given = headers.get("x-gitea-signature", "")
-        if not hmac.compare_digest(given, _hmac(secret, body)):
+        if not _same(given, _hmac(secret, body)):
             raise WebhookError("bad X-Gitea-Signature", status=401, code="unauthorized")
         return "gitea", headers["x-gitea-event"]
     if "x-github-event" in headers:
         given = headers.get("x-hub-signature-256", "")
-        if not hmac.compare_digest(given, "sha256=" + _hmac(secret, body)):
+        if not _same(given, "sha256=" + _hmac(secret, body)):
             raise WebhookError("bad X-Hub-Signature-256", status=401, code="unauthorized")
         return "github", headers["x-github-event"]
     if "x-gitlab-event" in headers:
-        if not hmac.compare_digest(headers.get("x-gitlab-token", ""), secret):
+        if not _same(headers.get("x-gitlab-token", ""), secret):
             raise WebhookError("bad X-Gitlab-Token", status=401, code="unauthorized")
         return "gitlab", headers["x-gitlab-event"]
     raise WebhookError("not a GitHub, GitLab or Gitea webhook (no event header)")
+
+
+def _payload(content_type: str, body: bytes) -> object:
+    """The push as JSON; GitHub's default form encoding carries it in ``payload=``."""
+    text = body
+    if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if "payload" not in form:
+            raise WebhookError("a form-encoded webhook needs a 'payload' field")
+        text = form["payload"][0].encode()
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise WebhookError("the push body is not valid JSON") from exc
 
 
 def parse_push(headers: Mapping[str, str], body: bytes, secret: str | None) -> PushEvent:
@@ -76,10 +96,7 @@ def parse_push(headers: Mapping[str, str], body: bytes, secret: str | None) -> P
         return PushEvent(forge=forge, ref=None, after=None, ignored=event.lower())
     if event.lower() not in ("push", "push hook"):
         return PushEvent(forge=forge, ref=None, after=None, ignored=f"event {event!r}")
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise WebhookError("the push body is not JSON") from exc
+    payload = _payload(lowered.get("content-type", ""), body)
     ref = payload.get("ref") if isinstance(payload, dict) else None
     after = payload.get("after") if isinstance(payload, dict) else None
     if not isinstance(ref, str):

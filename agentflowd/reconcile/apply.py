@@ -58,5 +58,8 @@ def _apply_one(change: Change, store: Store, *, revision: str, now: datetime) ->
             change.desired.diagnostics if change.desired else ()
         )
         store.set_error(change.name, diagnostics, revision, now=now)
-    elif change.clear_error:
-        store.set_error(change.name, None, None, now=now)
+    else:
+        if change.clear_error:
+            store.set_error(change.name, None, None, now=now)
+        if change.moved and change.desired is not None:
+            store.set_file(change.name, change.desired.file, now=now)

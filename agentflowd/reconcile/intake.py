@@ -60,9 +60,13 @@ class Intake:
         self.limits = limits or Limits()
         self._cache: dict[tuple[str, str], _FileResult] = {}
 
-    def known(self) -> frozenset[str]:
-        """Blob ids whose results are cached (the git reader may skip their data)."""
-        return frozenset(key for _path, key in self._cache)
+    def known(self) -> frozenset[tuple[str, str]]:
+        """(path, blob id) pairs whose results are cached (the reader may skip their data).
+
+        By pair, not blob: a renamed or copied file has a known blob at a new path, and what
+        a file yields depends on its path (diagnostics name it).
+        """
+        return frozenset(self._cache)
 
     def load(self, sources: Sequence[SourceFile], *, keep_only_these: bool = True) -> IntakeResult:
         """The planner's input for ``sources`` (one revision's files).
@@ -80,8 +84,8 @@ class Intake:
             cache_key = (source.path, source.key) if source.key else None
             cached = self._cache.get(cache_key) if cache_key else None
             if cached is None:
-                if source.code == "unchanged":  # pragma: no cover - evicted between read and load
-                    raise KeyError(f"{source.path} was skipped but is not cached")
+                if source.code == "unchanged":
+                    raise RuntimeError(f"{source.path} was skipped as cached but is not cached")
                 cached = self._derive(source)
                 loaded += 1
                 if cache_key is not None:

@@ -101,11 +101,12 @@ class Change:
     desired: Desired | None = None
     actual: Actual | None = None
     clear_error: bool = False
+    moved: bool = False  # same meaning, now in another file: record the new file
 
     @property
     def writes(self) -> bool:
         """True when carrying this change out touches the store."""
-        return self.action in WRITES or self.clear_error
+        return self.action in WRITES or self.clear_error or self.moved
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +174,16 @@ def _decide(want: Desired, have: Actual | None) -> Change:
             actual=have,
             reason=f"workflow {want.name!r} was applied through the API; delete it there first",
         )
+    if have is not None and have.pinned_revision is not None:
+        if not want.valid or have.spec_hash != want.spec_hash:
+            return Change(
+                action=Action.SKIP_PINNED,
+                name=want.name,
+                desired=want,
+                actual=have,
+                reason=f"pinned at {have.pinned_revision[:12]} by a rollback; "
+                "`unpin` to follow git",
+            )
     if not want.valid:
         if have is None:
             return Change(
@@ -190,22 +201,16 @@ def _decide(want: Desired, have: Actual | None) -> Change:
         )
     if have is None:
         return Change(action=Action.CREATE, name=want.name, desired=want, reason="new")
-    if have.pinned_revision is not None and have.spec_hash != want.spec_hash:
-        return Change(
-            action=Action.SKIP_PINNED,
-            name=want.name,
-            desired=want,
-            actual=have,
-            reason=f"pinned at {have.pinned_revision[:12]} by a rollback; `unpin` to follow git",
-        )
     if have.spec_hash == want.spec_hash:
+        moved = have.file != want.file
         return Change(
             action=Action.UNCHANGED,
             name=want.name,
             desired=want,
             actual=have,
-            reason="unchanged",
+            reason=f"unchanged; moved from {have.file}" if moved else "unchanged",
             clear_error=have.has_error,
+            moved=moved,
         )
     return Change(action=Action.UPDATE, name=want.name, desired=want, actual=have, reason="changed")
 

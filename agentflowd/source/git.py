@@ -307,7 +307,9 @@ class GitSource:
         except (KeyError, pygit2.InvalidSpecError) as exc:
             raise RevisionNotFound(self.ref, self.display_url) from exc
 
-    def snapshot(self, revision: str, *, unchanged: Container[str] = frozenset()) -> GitSnapshot:
+    def snapshot(
+        self, revision: str, *, unchanged: Container[tuple[str, str]] = frozenset()
+    ) -> GitSnapshot:
         """The manifests of ``revision`` under the sub-path (``unchanged`` blobs not read)."""
         return read_commit(
             self.repo_path,

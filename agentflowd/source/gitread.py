@@ -44,12 +44,12 @@ def read_commit(
     subpaths: Sequence[str] = (),
     limits: Limits | None = None,
     *,
-    unchanged: Container[str] = frozenset(),
+    unchanged: Container[tuple[str, str]] = frozenset(),
 ) -> GitSnapshot:
     """Read the manifest files of ``ref`` (a branch, tag, sha or ``HEAD~1``) in ``repo_dir``.
 
-    Every file carries its blob id as ``key``; blobs listed in ``unchanged`` are not read
-    (``code="unchanged"``, no data): the caller has them already.
+    Every file carries its blob id as ``key``; ``(path, blob id)`` pairs listed in
+    ``unchanged`` are not read (``code="unchanged"``, no data): the caller has them already.
     """
     limits = limits or Limits()
     found = pygit2.discover_repository(str(repo_dir))
@@ -115,7 +115,7 @@ def _walk(
     prefix: str,
     limits: Limits,
     out: list[SourceFile],
-    unchanged: Container[str] = frozenset(),
+    unchanged: Container[tuple[str, str]] = frozenset(),
 ) -> None:
     stack = [(tree, prefix)]
     while stack:
@@ -139,7 +139,7 @@ def _blob(
     entry: pygit2.Object,
     path: str,
     limits: Limits,
-    unchanged: Container[str] = frozenset(),
+    unchanged: Container[tuple[str, str]] = frozenset(),
 ) -> SourceFile:
     if entry.filemode == FileMode.LINK:
         target = repo[entry.id].data.decode("utf-8", "replace")  # type: ignore[attr-defined]
@@ -147,7 +147,7 @@ def _blob(
     if entry.filemode == FileMode.COMMIT:
         return SourceFile(path=path, error="a submodule is not a manifest", code="submodule")
     key = str(entry.id)
-    if key in unchanged:
+    if (path, key) in unchanged:
         return SourceFile(path=path, key=key, code="unchanged")
     _type, size = repo.odb.read_header(entry.id)
     if size > limits.max_bytes:

@@ -68,6 +68,10 @@ class Store(Protocol):
         """Record (or clear, with ``None``) why the newest version could not be applied."""
         ...
 
+    def set_file(self, name: str, file: str, *, now: datetime) -> StoredWorkflow:
+        """Record that an unchanged workflow now lives in another file."""
+        ...
+
     def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
         """Suspend or resume a workflow's triggers."""
         ...

@@ -139,6 +139,9 @@ class MemoryStore:
     ) -> None:
         self._update(name, now, last_error=copy.deepcopy(diagnostics), error_revision=revision)
 
+    def set_file(self, name: str, file: str, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, file=file)
+
     def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
         return self._update(name, now, suspended=suspended)
 

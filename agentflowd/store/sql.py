@@ -252,6 +252,9 @@ class SqlStore:
     ) -> None:
         self._update(name, now, last_error=diagnostics, error_revision=revision)
 
+    def set_file(self, name: str, file: str, *, now: datetime) -> StoredWorkflow:
+        return self._update(name, now, file=file)
+
     def set_suspended(self, name: str, suspended: bool, *, now: datetime) -> StoredWorkflow:
         return self._update(name, now, suspended=suspended)
 

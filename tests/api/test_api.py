@@ -187,3 +187,32 @@ def test_openapi_is_published(env):
     client, _, _ = env
     spec = client.get("/openapi.json").json()
     assert "/api/v1/workflows/{name}/rollback" in spec["paths"]
+
+
+def test_webhook_edge_cases(env):
+    import urllib.parse
+
+    client, handle, _ = env
+    payload = json.dumps({"ref": "refs/heads/main"})
+    form = urllib.parse.urlencode({"payload": payload}).encode()
+    headers = {**sign_github(form), "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/api/v1/git/webhook", content=form, headers=headers).status_code == 202
+    odd = {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=\u00e9".encode("latin-1")}
+    response = client.post("/api/v1/git/webhook", content=payload.encode(), headers=odd)
+    assert response.status_code == 401
+    deep = b"[" * 100_000
+    response = client.post("/api/v1/git/webhook", content=deep, headers=sign_github(deep))
+    assert (
+        response.status_code == 400
+        and response.json()["error"]["message"] == "the push body is not valid JSON"
+    )
+
+
+def test_unknown_refs_are_404_and_huge_ids_422(env):
+    client, _, _ = env
+    client.post("/api/v1/sync")
+    response = client.get("/api/v1/diff", params={"ref": "no-such-ref"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    response = client.post("/api/v1/workflows/a/rollback", json={"to": "deadbeef"})
+    assert response.status_code == 404
+    assert client.get("/api/v1/revisions/99999999999999999999999").status_code == 422

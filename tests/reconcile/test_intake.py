@@ -64,3 +64,20 @@ def test_invalid_and_broken_files_are_cached_with_their_errors(tmp_path):
     assert [e.format() for e in again.errors] == [e.format() for e in first.errors]
     assert again.broken_files == frozenset({"broken.yaml"})
     assert [d.valid for d in again.desired] == [False]
+
+
+def test_renamed_and_copied_files_are_read_again(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    intake = Intake()
+    first = commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    intake.load(read_commit(repo, first).files)
+    git(repo, "mv", "a.yaml", "a2.yaml")
+    (repo / "copy.yaml").write_text(named("b"), encoding="utf-8")  # same blob as b.yaml
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "rename and copy")
+    result = intake.load(read_commit(repo, "HEAD", unchanged=intake.known()).files)
+    assert result.loaded == 2  # a2.yaml and copy.yaml: known blobs at new paths
+    assert sorted(d.file for d in result.desired if d.name == "a") == ["a2.yaml"]
+    assert {e.code for e in result.errors} == {"duplicate-workflow", "duplicate-webhook"}

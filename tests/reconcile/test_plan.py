@@ -68,6 +68,16 @@ CASES = [
         [want("a")], {"a": have("a", pin="c" * 40)}, {}, Action.UNCHANGED, id="pinned-same"
     ),
     pytest.param(
+        [want("a", invalid=True)],
+        {"a": have("a", pin="c" * 40)},
+        {},
+        Action.SKIP_PINNED,
+        id="pinned-ignores-invalid",
+    ),
+    pytest.param(
+        [want("a", file="b.yaml")], {"a": have("a")}, {}, Action.UNCHANGED, id="moved-file"
+    ),
+    pytest.param(
         [], {"a": have("a", pin="c" * 40)}, {}, Action.SKIP_PINNED, id="pinned-not-pruned"
     ),
     pytest.param(

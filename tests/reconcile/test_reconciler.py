@@ -259,3 +259,20 @@ def test_pull_request_refs_are_validated_never_applied(repo, tmp_path):
         ("agentflow/validate", "pending"),
         ("agentflow/validate", "failure"),
     ]
+
+
+def test_a_moved_workflow_keeps_its_new_file_and_survives_that_file_breaking(repo, tmp_path):
+    both = named("alpha") + "---\n" + named("beta")
+    commit(repo, {"a.yaml": both})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    outcome = (
+        commit(repo, {"a.yaml": named("alpha"), "b.yaml": named("beta")}),
+        reconciler.sync(),
+    )[1]
+    assert outcome.plan.counts() == {"unchanged": 2}
+    assert reconciler.store.get_workflow("beta").file == "b.yaml"
+    commit(repo, {"b.yaml": "metadata: {name: beta\n"})
+    outcome = reconciler.sync()
+    assert outcome.plan.counts() == {"keep-broken-file": 1, "unchanged": 1}
+    assert sorted(reconciler.store.workflows()) == ["alpha", "beta"]

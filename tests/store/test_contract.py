@@ -182,3 +182,9 @@ def test_heads_list_without_specs(store: Store):
     assert (
         heads["b"].failing and heads["b"].spec_hash == f"{2:064x}" and heads["b"].file == "b.yaml"
     )
+
+
+def test_set_file(store: Store):
+    store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
+    moved = store.set_file("wf", "elsewhere.yaml", now=T0)
+    assert moved.file == "elsewhere.yaml" and moved.generation == 1
