@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,14 @@ from typing import Any
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.errors import AgentFlowError, UsageError
 from agentflowd.observability import Metrics
-from agentflowd.reconcile import DedupSink, GitNotesSink, Reconciler, StatusSink, SyncOutcome
+from agentflowd.reconcile import (
+    DedupSink,
+    GitNotesSink,
+    QueuedSink,
+    Reconciler,
+    StatusSink,
+    SyncOutcome,
+)
 from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
@@ -105,18 +113,9 @@ class Daemon:
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = open_store(cfg.database_url)
         source = GitSource(cfg.repo, branch=cfg.branch, path=cfg.path, state_dir=cfg.state_dir)
+        _refuse_another_repository(self.store, source)
         source.repository()
-        sinks: list[StatusSink] = [
-            DedupSink(_Counted(GitNotesSink(source.repo_path), self.metrics))
-        ]
-        for target in cfg.statuses:
-            forge = ForgeSink(
-                forge=Forge(target.forge),
-                base_url=target.url,
-                repo=target.repo,
-                token=target.token(),
-            )
-            sinks.append(DedupSink(_Counted(forge, self.metrics)))
+        sinks = self._sinks(cfg, source)
         self.reconciler = Reconciler(
             source=source,
             store=self.store,
@@ -130,6 +129,27 @@ class Daemon:
         self.webhook_secret = _read_secret(cfg)
         for record in self.reconciler.recover():
             log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
+
+    def _sinks(self, cfg: DaemonConfig, source: GitSource) -> list[StatusSink]:
+        """Git notes (in order, on the git thread) and each forge (queued, on its own thread)."""
+        sinks: list[StatusSink] = [
+            DedupSink(_Counted(GitNotesSink(source.repo_path), self.metrics))
+        ]
+        for target in cfg.statuses:
+            forge = ForgeSink(
+                forge=Forge(target.forge),
+                base_url=target.url,
+                repo=target.repo,
+                token=target.token(),
+            )
+            sinks.append(DedupSink(QueuedSink(_Counted(forge, self.metrics))))
+        return sinks
+
+    def _close_sinks(self, sinks: list[StatusSink], drain_seconds: float = 10.0) -> None:
+        for sink in sinks:
+            inner = sink.inner if isinstance(sink, DedupSink) else sink
+            if isinstance(inner, QueuedSink):
+                inner.close(drain_seconds)
 
     def _api_url(self) -> str | None:
         if self.config.api_url:
@@ -207,6 +227,7 @@ class Daemon:
             await server.shutdown(sockets=[sock])
             sock.close()
             self._git.shutdown(wait=True)  # let the pass in flight finish
+            self._close_sinks(self.reconciler.sinks)  # post what is queued
             self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -243,14 +264,15 @@ class Daemon:
             self.metrics.reconcile_total.labels("error").inc()
             log.warning("reconcile failed: %s", exc)
             return
-        except Exception:
+        except Exception:  # a bug must not kill the loop: log it, try again next pass
             self.metrics.reconcile_total.labels("error").inc()
             log.exception("reconcile crashed")
             return
+        finally:
+            if self.config.validate_refs and not self._stop.is_set():
+                await self._validate_refs()
         self.last_outcome = outcome
         self._heartbeat = time.monotonic()
-        if self.config.validate_refs:
-            await self._validate_refs()
         if outcome.noop:
             return
         elapsed = time.perf_counter() - started
@@ -267,6 +289,9 @@ class Daemon:
             outcomes = await self.run_git(lambda: self.reconciler.validate_refs(patterns))
         except AgentFlowError as exc:
             log.warning("validating %s failed: %s", ", ".join(patterns), exc)
+            return
+        except Exception:  # never let validation take the reconcile loop down
+            log.exception("validating %s crashed", ", ".join(patterns))
             return
         for outcome in outcomes:
             summary = outcome.record.summary if outcome.record else ""
@@ -301,17 +326,26 @@ class Daemon:
         """Wake the reconcile loop when the followed branch's ref changes on disk."""
         import watchfiles
 
-        repo = self.reconciler.source.repo_path
+        gitdir = self.reconciler.source.repo_path
         branch_ref = self.reconciler.source.ref
+        # a linked worktree's branch refs live in the main repository's git directory
+        common_file = gitdir / "commondir"
+        common = (
+            (gitdir / common_file.read_text().strip()).resolve()
+            if common_file.exists()
+            else gitdir.resolve()
+        )
+        roots = {gitdir.resolve(), common}
 
         def relevant(_change: Any, path: str) -> bool:
-            rel = os.path.relpath(path, repo)
-            return rel in (branch_ref, "packed-refs", "HEAD") or rel.startswith(
-                branch_ref + ".lock"
-            )
+            for root in roots:
+                rel = os.path.relpath(path, root)
+                if rel in (branch_ref, "packed-refs", "HEAD") or rel.startswith(branch_ref + "."):
+                    return True
+            return False
 
         async for _changes in watchfiles.awatch(
-            repo, watch_filter=relevant, stop_event=self._stop, step=20, debounce=400
+            *roots, watch_filter=relevant, stop_event=self._stop, step=20, debounce=400
         ):
             self.request_sync()
 
@@ -331,22 +365,29 @@ class Daemon:
             return
         notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
+            # everything that can fail first; then apply all of it, or none
             new = self._reload()
+            fixed = ("repo", "branch", "path", "state_dir", "database", "listen")
+            changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
+            if changed:
+                log.warning("%s changed: restart agentflowd to apply", ", ".join(changed))
+                new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
+            secret = _read_secret(new)
+            sinks = self._sinks(new, self.reconciler.source)
         except AgentFlowError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-            notify("READY=1")
             return
-        fixed = ("repo", "branch", "path", "state_dir", "database", "listen")
-        changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
-        if changed:
-            log.warning("%s changed: restart agentflowd to apply", ", ".join(changed))
-            new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
+        finally:
+            notify("READY=1")
+        old_sinks = self.reconciler.sinks
         self.config = new
+        self.webhook_secret = secret
+        self.reconciler.sinks = sinks
         self.reconciler.prune = new.prune
+        self.reconciler.push_notes = new.push_notes
         self.reconciler.api_url = self._api_url()
-        self.webhook_secret = _read_secret(new)
+        threading.Thread(target=self._close_sinks, args=(old_sinks,), daemon=True).start()
         log.info("configuration reloaded")
-        notify("READY=1")
         self.request_sync()
 
 
@@ -365,6 +406,22 @@ class _Counted:
             self.metrics.status_writes.labels(self.name, "error").inc()
             raise
         self.metrics.status_writes.labels(self.name, "ok").inc()
+
+
+def _refuse_another_repository(store: Store, source: GitSource) -> None:
+    """A state directory belongs to one repository: pointing it at another would prune every
+    workflow of the first. Refuse, and say what to do."""
+    state = store.source_state("default")
+    if state is not None and (state.url, state.branch, state.path) != (
+        source.display_url,
+        source.branch,
+        source.path,
+    ):
+        was = f"{state.url} (branch {state.branch}{', path ' + state.path if state.path else ''})"
+        raise UsageError(
+            f"this state directory follows {was}; use another --state-dir (or database) for "
+            f"{source.display_url}, or remove the old one"
+        )
 
 
 def _read_secret(cfg: DaemonConfig) -> str | None:

@@ -16,6 +16,7 @@ from agentflowd.reconcile.status import (
     DedupSink,
     GitNotesSink,
     MemorySink,
+    QueuedSink,
     StatusSink,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "GitNotesSink",
     "MemorySink",
     "Plan",
+    "QueuedSink",
     "Reconciler",
     "StatusSink",
     "SyncOutcome",

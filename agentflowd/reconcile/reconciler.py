@@ -100,19 +100,28 @@ class Reconciler:
         )
 
     def recover(self) -> list[RevisionRecord]:
-        """Close revisions a crash left pending; their commits are reconciled again anyway."""
-        return [
-            self.store.finish_revision(
+        """Close revisions a crash left pending, and tell git: a commit must not stay yellow.
+
+        Their commits are reconciled (or validated) again on the next pass anyway.
+        """
+        closed = []
+        for record in self.store.revisions(limit=100):
+            if record.state is not RevisionState.PENDING:
+                continue
+            summary = "interrupted (agentflowd stopped before finishing); will retry"
+            done = self.store.finish_revision(
                 record.id,
                 state=RevisionState.ERROR,
-                summary="interrupted (agentflowd stopped before finishing)",
+                summary=summary,
                 diagnostics=[],
                 counts={},
                 now=self.clock(),
             )
-            for record in self.store.revisions(limit=100)
-            if record.state is RevisionState.PENDING
-        ]
+            context = CONTEXT_VALIDATE if record.kind is RevisionKind.VALIDATE else CONTEXT_SYNC
+            self._post(record.sha, RevisionState.ERROR, summary, done, context)
+            self._validated.pop(record.sha, None)
+            closed.append(done)
+        return closed
 
     def sync(self, *, force: bool = False) -> SyncOutcome:
         """Reconcile the branch's newest commit (if not applied yet, or ``force``)."""
@@ -133,6 +142,7 @@ class Reconciler:
 
     def reconcile(self, sha: str) -> SyncOutcome:
         """Apply commit ``sha`` and report the result."""
+        self._fetch_notes()
         record = self.store.begin_revision(
             source=self.name, sha=sha, ref=self.source.ref, kind=RevisionKind.SYNC, now=self.clock()
         )
@@ -189,6 +199,7 @@ class Reconciler:
         return outcomes
 
     def _validate(self, ref: str, sha: str) -> SyncOutcome:
+        self._fetch_notes()
         record = self.store.begin_revision(
             source=self.name, sha=sha, ref=ref, kind=RevisionKind.VALIDATE, now=self.clock()
         )
@@ -265,6 +276,13 @@ class Reconciler:
         """Let auto-sync manage ``name`` again, and re-apply the branch's newest commit."""
         self.store.set_pin(name, None, now=self.clock())
         return self.sync(force=True)
+
+    def _fetch_notes(self) -> None:
+        if self.push_notes and self.source.remote:
+            try:
+                self.source.fetch_notes()
+            except AgentFlowError as exc:
+                log.warning("cannot fetch status notes: %s", exc)
 
     def _finish(
         self,

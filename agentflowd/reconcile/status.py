@@ -8,7 +8,9 @@ forge. Forge sinks (GitHub, GitLab, Gitea) post the same statuses over their API
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +26,7 @@ __all__ = [
     "DedupSink",
     "GitNotesSink",
     "MemorySink",
+    "QueuedSink",
     "StatusSink",
     "describe",
 ]
@@ -31,6 +34,7 @@ __all__ = [
 CONTEXT_SYNC = "agentflow/sync"
 CONTEXT_VALIDATE = "agentflow/validate"
 NOTES_REF = "refs/notes/agentflow"
+log = logging.getLogger(__name__)
 #: GitHub cuts descriptions at 140 characters; we keep every forge under it.
 MAX_DESCRIPTION = 140
 
@@ -116,6 +120,52 @@ class DedupSink:
             self._last[key] = value  # newest last
             while len(self._last) > self.max_entries:
                 del self._last[next(iter(self._last))]
+
+
+class QueuedSink:
+    """Posts through ``inner`` on a thread of its own, in order, so a slow or rate-limited
+    forge (retries with backoff, ``Retry-After``) never holds up reconciling.
+
+    Statuses wait in a bounded queue; when it is full the oldest is dropped (a newer status for
+    the same commit supersedes it anyway). :meth:`close` drains what is queued, for at most
+    ``drain_seconds``.
+    """
+
+    def __init__(self, inner: StatusSink, *, max_queued: int = 1000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._queue: collections.deque[CommitStatus | None] = collections.deque(maxlen=max_queued)
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, name=f"agentflow-status-{inner.name}", daemon=True
+        )
+        self._thread.start()
+
+    def post(self, status: CommitStatus) -> None:
+        """Queue ``status``; returns at once."""
+        with self._ready:
+            self._queue.append(status)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                status = self._queue.popleft()
+            if status is None:
+                return
+            try:
+                self.inner.post(status)
+            except Exception:  # logged; a status must never take the daemon down
+                log.exception("posting %s to %s failed", status.context, self.name)
+
+    def close(self, drain_seconds: float = 10.0) -> None:
+        """Post what is queued (up to ``drain_seconds``), then stop the thread."""
+        with self._ready:
+            self._queue.append(None)
+            self._ready.notify()
+        self._thread.join(timeout=drain_seconds)
 
 
 class GitNotesSink:

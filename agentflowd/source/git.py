@@ -32,7 +32,9 @@ from agentflowd.errors import AgentFlowError, RevisionNotFound, SourceError, Tra
 from agentflowd.manifest import Limits
 from agentflowd.source.gitread import GitSnapshot, read_commit
 
-__all__ = ["GitCredentials", "GitSource", "is_remote"]
+__all__ = ["NOTES_REF", "GitCredentials", "GitSource", "is_remote"]
+
+NOTES_REF = "refs/notes/agentflow"
 
 
 def is_remote(url: str) -> bool:
@@ -241,9 +243,9 @@ class GitSource:
         except pygit2.GitError as exc:
             raise TransientError(f"cannot push to {self.display_url}: {exc}") from exc
 
-    def _heads(self) -> dict[str, str]:
+    def _heads(self, *refs: str) -> dict[str, str]:
         if self.ssh:
-            out = self._git("ls-remote", self.url, self.ref, what="reach")
+            out = self._git("ls-remote", self.url, *(refs or (self.ref,)), what="reach")
             return {name: sha for sha, name in (line.split("\t", 1) for line in out.splitlines())}
         try:
             heads = (
@@ -294,10 +296,20 @@ class GitSource:
                 found.append((name, str(commit.id)))
         return found
 
-    def push_notes(self) -> None:
-        """Push ``refs/notes/agentflow`` to the remote (we are its only writer)."""
+    def fetch_notes(self) -> None:
+        """Take the remote's ``refs/notes/agentflow`` as the base for new statuses.
+
+        Notes written by others (or by an earlier agentflowd with another state directory) are
+        kept: we append to them and push without force.
+        """
         self.repository()
-        self._push(["+refs/notes/agentflow:refs/notes/agentflow"])
+        if NOTES_REF in self._heads(NOTES_REF):
+            self._fetch([f"+{NOTES_REF}:{NOTES_REF}"])
+
+    def push_notes(self) -> None:
+        """Push ``refs/notes/agentflow`` to the remote (a fast-forward, never forced)."""
+        self.repository()
+        self._push([f"{NOTES_REF}:{NOTES_REF}"])
 
     def tip(self) -> str:
         """The commit the followed branch points at, without fetching."""

@@ -126,11 +126,24 @@ def test_ready_status_watchdog_reload_and_stop(daemon, repo):
     notify.expect("READY=1")
     assert httpx.get(f"{url}/healthz").status_code == 200
 
+    # a config whose secret file is missing: refused as a whole, READY again
+    config.write_text(
+        config.read_text().replace("no_such_key: 1\n", "webhook_secret_file: /nonexistent\n"),
+        encoding="utf-8",
+    )
+    before = len(notify.messages)
+    proc.send_signal(signal.SIGHUP)
+    notify.messages = notify.messages[:before]
+    notify.expect("RELOADING=1")
+    notify.expect("READY=1")
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
     proc.send_signal(signal.SIGTERM)
     notify.expect("STOPPING=1")
     assert proc.wait(timeout=20) == 0
     _out, err = proc.communicate(timeout=10)
     assert "reload refused" in err and "no_such_key" in err
+    assert "cannot read webhook_secret_file" in err
 
 
 def _has_note(repo: Path, sha: str, state: str) -> bool:
@@ -317,3 +330,44 @@ def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_linked_worktree_is_watched(tmp_path, repo):
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "live", str(worktree))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            BIN / "agentflowd",
+            "serve",
+            "--repo",
+            str(worktree),
+            "--branch",
+            "live",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--poll-interval",
+            "1h",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _names(url) == {"a"}, what="first pass", timeout=30)
+        (worktree / "b.yaml").write_text(named("b"), encoding="utf-8")
+        git(worktree, "add", "-A")
+        git(worktree, "commit", "-q", "-m", "b")
+        wait_for(lambda: _names(url) == {"a", "b"}, what="the worktree commit", timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _names(url: str) -> set[str]:
+    try:
+        return {w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()}
+    except httpx.HTTPError:
+        return set()

@@ -276,3 +276,37 @@ def test_a_moved_workflow_keeps_its_new_file_and_survives_that_file_breaking(rep
     outcome = reconciler.sync()
     assert outcome.plan.counts() == {"keep-broken-file": 1, "unchanged": 1}
     assert sorted(reconciler.store.workflows()) == ["alpha", "beta"]
+
+
+def test_recover_closes_interrupted_revisions_and_tells_git(repo, tmp_path):
+    from agentflowd.store import RevisionKind
+
+    sha = commit(repo, {"a.yaml": named("a")})
+    store = MemoryStore()
+    store.begin_revision(
+        source="default", sha=sha, ref="refs/heads/main", kind=RevisionKind.SYNC, now=Clock()()
+    )
+    reconciler, sink = make(repo, tmp_path, store=store)
+    (closed,) = reconciler.recover()
+    assert closed.state is RevisionState.ERROR
+    assert [(s.sha, s.context, s.state.value) for s in sink.posted] == [
+        (sha, "agentflow/sync", "error")
+    ]
+    assert reconciler.sync().state is RevisionState.SUCCESS  # and it is reconciled again
+
+
+def test_a_state_directory_follows_one_repository(repo, tmp_path):
+    from agentflowd.daemon import _refuse_another_repository
+    from agentflowd.errors import UsageError
+
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    _refuse_another_repository(reconciler.store, reconciler.source)  # same repo: fine
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    with pytest.raises(UsageError, match="this state directory follows"):
+        _refuse_another_repository(
+            reconciler.store, GitSource(str(other), state_dir=tmp_path / "s")
+        )

@@ -139,3 +139,30 @@ def test_unreachable_forge_is_transient():
     )
     with pytest.raises(TransientError, match="cannot reach gitea"):
         sink.post(status(RevisionState.PENDING))
+
+
+def test_queued_sink_posts_in_order_off_the_caller_thread():
+    import threading
+
+    from agentflowd.reconcile import QueuedSink
+
+    release = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    class Slow:
+        name = "slow"
+
+        def post(self, s: CommitStatus) -> None:
+            release.wait(5)
+            if s.description == "boom":
+                raise RuntimeError("forge down")
+            seen.append((s.state.value, threading.current_thread().name))
+
+    queued = QueuedSink(Slow())
+    queued.post(status(RevisionState.PENDING))
+    queued.post(status(RevisionState.FAILURE, "boom"))
+    queued.post(status(RevisionState.SUCCESS))
+    assert seen == []  # post() returned without waiting for the forge
+    release.set()
+    queued.close()
+    assert seen == [("pending", "agentflow-status-slow"), ("success", "agentflow-status-slow")]

@@ -143,6 +143,17 @@ def test_pull_refs_of_a_remote_are_fetched_validated_and_notes_pushed(upstream, 
     from agentflowd.store import MemoryStore
 
     served, work = upstream
+    main_before = git(served / "wf.git", "rev-parse", "main")
+    # another tool already noted something on the remote: it must survive our pushes
+    git(
+        served / "wf.git",
+        "notes",
+        "--ref=agentflow",
+        "add",
+        "-m",
+        "other tool was here",
+        main_before,
+    )
     (work / "c.yaml").write_text(named("c"), encoding="utf-8")
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "pr")
