@@ -1,9 +1,32 @@
 """The wasmtime sandbox that runs agent steps (a library: it never imports agentflowd).
 
-Built by the sandbox issue: engine and compile cache, per-step stores with memory, time, CPU,
-storage and call-count limits, the host-function ABI, and the guest SDK for Python agents.
+:class:`SandboxEngine` holds the engine, its epoch ticker and compile cache; :func:`run_step`
+runs one step in a fresh store under :class:`StepLimits` and returns a :class:`StepReport` with a
+typed :class:`Outcome`. The agent ABI is the WIT world in ``sandbox/wit/agent.wit``.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from sandbox.context import HostCallbacks, HostCallError, RunContext
+from sandbox.engine import SandboxEngine
+from sandbox.errors import CacheError, CompileError, SandboxError
+from sandbox.limits import StepLimits
+from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
+from sandbox.runner import HOST_INTERFACE, run_step
+
+__all__ = [
+    "CacheError",
+    "CompileError",
+    "HOST_INTERFACE",
+    "HostCallError",
+    "HostCallbacks",
+    "LimitKind",
+    "Outcome",
+    "OutcomeKind",
+    "RunContext",
+    "SandboxEngine",
+    "SandboxError",
+    "StepLimits",
+    "StepReport",
+    "run_step",
+]

@@ -1,0 +1,125 @@
+"""One wasmtime Engine for all steps: fuel and epoch interruption on, one epoch ticker, and a
+cache of compiled components on disk.
+
+* **Epochs** are the wall-clock limit: a single daemon thread increments the engine's epoch every
+  :data:`TICK_SECONDS`, drift-compensated (a plain ``sleep(tick)`` loop drifts +20 ms a second,
+  measured), and each step's store gets a deadline of ``ceil(timeout / tick)`` ticks.
+* **Fuel** is the CPU limit (see :mod:`sandbox.limits`).
+* **Compiled code is cached** as ``.cwasm`` files keyed by (wasm sha256, wasmtime version, engine
+  flags), in a 0700 directory that must belong to us. Deserialized files are trusted native
+  code, so nothing is ever loaded from anywhere else, and a directory others can write to is
+  refused. Files are written to a temporary name and renamed, so a crash leaves no torn file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from wasmtime import Config, Engine, WasmtimeError
+from wasmtime.component import Component
+
+from sandbox.errors import CacheError, CompileError
+
+__all__ = ["TICK_SECONDS", "SandboxEngine"]
+
+TICK_SECONDS = 0.005
+_FLAGS = "fuel+epoch"
+
+
+class SandboxEngine:
+    """The shared engine, its epoch ticker and compile cache. Thread-safe."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        config = Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        self.engine = Engine(config)
+        self.version = importlib.metadata.version("wasmtime")
+        self.cache_dir = cache_dir
+        self._components: dict[str, Component] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            deadline += TICK_SECONDS
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:  # fell behind (a paused VM): catch up without a burst of ticks
+                deadline = time.monotonic()
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        """Stop the ticker."""
+        self._stop.set()
+        self._ticker.join(timeout=1)
+
+    def cache_key(self, wasm: bytes) -> str:
+        """Content hash + wasmtime version + engine flags: what a compiled file depends on."""
+        digest = hashlib.sha256(wasm).hexdigest()
+        return f"{digest}-wasmtime{self.version}-{_FLAGS}"
+
+    def load(self, wasm: bytes | str) -> Component:
+        """The compiled component for ``wasm`` (binary or WAT text): from memory, disk, or now."""
+        data = wasm.encode() if isinstance(wasm, str) else wasm
+        key = self.cache_key(data)
+        with self._lock:
+            if key in self._components:
+                return self._components[key]
+        component = self._from_disk(key) or self._compile(data, key)
+        with self._lock:
+            self._components.setdefault(key, component)
+            return self._components[key]
+
+    def _dir(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = self.cache_dir.stat()
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise CacheError(
+                f"{self.cache_dir} must be owned by this user and writable by no one else: "
+                "compiled code found there would run as native code"
+            )
+        return self.cache_dir
+
+    def _from_disk(self, key: str) -> Component | None:
+        directory = self._dir()
+        path = directory / f"{key}.cwasm" if directory else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return Component.deserialize_file(self.engine, str(path))
+        except WasmtimeError:
+            path.unlink(missing_ok=True)  # incompatible or damaged: compile again
+            return None
+
+    def _compile(self, data: bytes, key: str) -> Component:
+        try:
+            component = Component(self.engine, data)
+        except WasmtimeError as exc:
+            lines = str(exc).strip().splitlines()
+            raise CompileError(
+                f"not a valid agent component: {lines[0] if lines else exc}"
+            ) from exc
+        directory = self._dir()
+        if directory is not None:
+            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(component.serialize())
+                os.replace(tmp, directory / f"{key}.cwasm")
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
+        return component

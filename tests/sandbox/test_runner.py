@@ -1,0 +1,179 @@
+"""Steps in the sandbox: every outcome kind, limits enforced, the host stays healthy."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sandbox import (
+    HostCallbacks,
+    HostCallError,
+    LimitKind,
+    OutcomeKind,
+    RunContext,
+    SandboxEngine,
+    StepLimits,
+    StepReport,
+    run_step,
+)
+from tests.sandbox import wat
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SandboxEngine]:
+    made = SandboxEngine()
+    yield made
+    made.close()
+
+
+def run(engine: SandboxEngine, source: str, input_json: str = "{}", **limits: Any) -> StepReport:
+    callbacks = limits.pop("callbacks", HostCallbacks())
+    ctx = RunContext(limits=StepLimits(**limits), callbacks=callbacks)
+    return run_step(engine, engine.load(source), input_json, ctx)
+
+
+def test_echo(engine):
+    report = run(engine, wat.ECHO, '{"task": "hi"}')
+    assert report.outcome.ok and report.outcome.output == '{"task": "hi"}'
+    assert report.outcome.message() == "ok" and report.fuel_used > 0
+
+
+def test_log_is_captured(engine):
+    report = run(engine, wat.LOGGING_ECHO, "hello")
+    assert report.log == "[info] hello\n"
+
+
+def test_log_is_capped(engine):
+    report = run(engine, wat.LOGGING_ECHO, "x" * 5000, log_bytes=100)
+    assert len(report.log.encode()) == 100 and report.log_truncated
+
+
+def test_agent_error(engine):
+    report = run(engine, wat.FAILING)
+    assert report.outcome.kind is OutcomeKind.AGENT_ERROR
+    assert report.outcome.message() == "agent-error: the agent broke"
+
+
+def test_llm_calls_go_to_the_callback_and_are_counted(engine):
+    seen = []
+
+    def llm(request: str) -> str:
+        seen.append(request)
+        return json.dumps({"text": "answer"})
+
+    report = run(
+        engine, wat.llm_caller(3), '{"prompt": "q"}', callbacks=HostCallbacks(llm_complete=llm)
+    )
+    assert report.outcome.ok and json.loads(report.outcome.output or "") == {"text": "answer"}
+    assert seen == ['{"prompt": "q"}'] * 3 and report.counts["llmCalls"] == 3
+
+
+def test_a_failing_callback_is_an_err_for_the_guest_not_an_exception(engine):
+    def llm(_request: str) -> str:
+        raise HostCallError("provider down")
+
+    report = run(engine, wat.llm_caller(1), callbacks=HostCallbacks(llm_complete=llm))
+    assert (
+        report.outcome.kind is OutcomeKind.AGENT_ERROR and report.outcome.detail == "provider down"
+    )
+
+
+def test_llm_call_limit(engine):
+    report = run(
+        engine, wat.llm_caller(10), llm_calls=3, callbacks=HostCallbacks(llm_complete=lambda r: r)
+    )
+    assert report.outcome.kind is OutcomeKind.LIMIT_EXCEEDED
+    assert report.outcome.limit is LimitKind.LLM_CALLS
+    assert report.outcome.message() == "limit exceeded: llmCalls (llmCalls limit of 3 reached)"
+    assert report.counts["llmCalls"] == 10  # every attempt counted; calls past 3 were refused
+
+
+def test_storage_and_file_operation_limits(engine):
+    report = run(engine, wat.writer(1), "x" * 100, storage_bytes=50)
+    assert (report.outcome.kind, report.outcome.limit) == (
+        OutcomeKind.LIMIT_EXCEEDED,
+        LimitKind.STORAGE,
+    )
+    report = run(engine, wat.writer(5), "small", file_operations=4)
+    assert report.outcome.limit is LimitKind.FILE_OPERATIONS
+    report = run(engine, wat.writer(5), "small")
+    assert report.outcome.ok and report.counts["fileOperations"] == 5
+
+
+def test_output_limit(engine):
+    report = run(engine, wat.ECHO, "x" * 100, output_bytes=10)
+    assert (report.outcome.kind, report.outcome.limit) == (
+        OutcomeKind.LIMIT_EXCEEDED,
+        LimitKind.OUTPUT,
+    )
+
+
+def test_timeout_stops_within_50_ms_of_the_deadline(engine):
+    for timeout in (0.1, 0.3):
+        report = run(engine, wat.LOOP_FOREVER, timeout_seconds=timeout, cpu_millicores=100_000)
+        assert report.outcome.kind is OutcomeKind.TIMEOUT, report.outcome
+        assert timeout - 0.01 <= report.elapsed_seconds <= timeout + 0.05, report.elapsed_seconds
+
+
+def test_cpu_limit_is_fuel(engine):
+    # 1m CPU for 10 s is 40M fuel: gone long before the 10 s deadline
+    started = time.perf_counter()
+    report = run(engine, wat.burner(), timeout_seconds=10, cpu_millicores=1)
+    assert report.outcome.kind is OutcomeKind.CPU_LIMIT
+    assert time.perf_counter() - started < 5
+    assert report.outcome.message() == "cpu-limit: the step used up its CPU (fuel) budget"
+
+
+def test_memory_limit(engine):
+    report = run(engine, wat.MEMORY_HOG, memory_bytes=4 * 2**20)
+    # memory.grow failing is visible to the guest only; this one then traps
+    assert report.outcome.kind is OutcomeKind.TRAP
+    assert "unreachable" in report.outcome.detail
+
+
+def test_trap(engine):
+    report = run(engine, wat.TRAPPING)
+    assert report.outcome.kind is OutcomeKind.TRAP and "unreachable" in report.outcome.message()
+
+
+def test_the_host_stays_healthy_after_every_failure(engine):
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (wat.LOOP_FOREVER, {"timeout_seconds": 0.05}),
+        (wat.burner(), {"cpu_millicores": 1, "timeout_seconds": 1}),
+        (wat.TRAPPING, {}),
+        (wat.MEMORY_HOG, {"memory_bytes": 2**20 * 2}),
+    ]
+    for source, limits in cases:
+        run(engine, source, **limits)
+    assert run(engine, wat.ECHO, "still fine").outcome.output == "still fine"
+
+
+def test_memory_over_the_limit_at_start(engine):
+    report = run(engine, wat.BIG_MEMORY, memory_bytes=8 * 2**20)
+    assert report.outcome.kind is OutcomeKind.MEMORY_LIMIT
+    assert run(engine, wat.BIG_MEMORY, memory_bytes=32 * 2**20).outcome.ok
+
+
+def test_eight_threads_each_get_their_own_outcomes(engine):
+    """wasmtime-py passes host exceptions through a module-level variable; our host functions
+    never raise, so no step can receive another's failure (8 threads x 500 steps)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    component = engine.load(wat.llm_caller(1))
+
+    def fail(request: str) -> str:
+        raise HostCallError(f"failed for {request}")
+
+    def step(i: int) -> tuple[int, str]:
+        ctx = RunContext(limits=StepLimits(), callbacks=HostCallbacks(llm_complete=fail))
+        report = run_step(engine, component, f"step-{i}", ctx)
+        return i, report.outcome.detail
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(step, range(4000)))
+    wrong = [(i, detail) for i, detail in results if detail != f"failed for step-{i}"]
+    assert wrong == []
