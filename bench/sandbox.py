@@ -1,0 +1,87 @@
+"""Benchmark the sandbox (targets from the sandbox issue).
+
+    .venv/bin/python bench/sandbox.py [--runs 1000]
+
+fresh step (store + instantiate + run) of a trivial component (p50 <= 0.5 ms), host-call round
+trip (<= 50 us), timeout precision (stop within 50 ms of the deadline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# this file is called sandbox.py: its own folder must not shadow the sandbox package
+_here = Path(__file__).resolve().parent
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != _here]
+sys.path.insert(0, str(_here.parent))
+
+from bench.validate import machine  # noqa: E402
+from sandbox import HostCallbacks, RunContext, SandboxEngine, StepLimits, run_step  # noqa: E402
+from tests.sandbox import wat  # noqa: E402
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} us"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    engine = SandboxEngine()
+    start = time.perf_counter()
+    echo = engine.load(wat.ECHO)
+    print(f"compile a WAT component: {(time.perf_counter() - start) * 1e3:.1f} ms")
+
+    steps = []
+    for _ in range(args.runs):
+        ctx = RunContext(limits=StepLimits())
+        t = time.perf_counter()
+        report = run_step(engine, echo, '{"task": "x"}', ctx)
+        steps.append(time.perf_counter() - t)
+        assert report.outcome.ok
+    steps.sort()
+    print(
+        f"fresh step (store + linker + instantiate + run), trivial component: "
+        f"p50 {us(statistics.median(steps))}, p90 {us(steps[int(len(steps) * 0.9)])}"
+    )
+
+    calls = 200
+    many = engine.load(wat.llm_caller(calls))
+    one = engine.load(wat.llm_caller(1))
+    cb = HostCallbacks(llm_complete=lambda r: r)
+    per_call = []
+    for _ in range(50):
+        t = time.perf_counter()
+        run_step(engine, many, "{}", RunContext(limits=StepLimits(llm_calls=10_000), callbacks=cb))
+        t_many = time.perf_counter() - t
+        t = time.perf_counter()
+        run_step(engine, one, "{}", RunContext(limits=StepLimits(), callbacks=cb))
+        t_one = time.perf_counter() - t
+        per_call.append((t_many - t_one) / (calls - 1))
+    print(
+        f"host-call round trip (llm-complete, string in/out): p50 {us(statistics.median(per_call))}"
+    )
+
+    loop = engine.load(wat.LOOP_FOREVER)
+    for timeout in (0.05, 0.5, 2.0):
+        over = []
+        for _ in range(5):
+            ctx = RunContext(limits=StepLimits(timeout_seconds=timeout, cpu_millicores=1_000_000))
+            report = run_step(engine, loop, "{}", ctx)
+            assert report.outcome.kind.value == "timeout"
+            over.append(report.elapsed_seconds - timeout)
+        print(
+            f"timeout {timeout:.2f} s: stopped {statistics.median(over) * 1e3:+.1f} ms "
+            f"from the deadline (max {max(over) * 1e3:+.1f} ms)"
+        )
+    engine.close()
+
+
+if __name__ == "__main__":
+    main()
