@@ -7,9 +7,10 @@ typed :class:`Outcome`. The agent ABI is the WIT world in ``sandbox/wit/agent.wi
 
 from __future__ import annotations
 
-from sandbox.context import HostCallbacks, HostCallError, RunContext
+from sandbox.context import HostCallbacks, HostCallError, NetworkDenied, RunContext
 from sandbox.engine import SandboxEngine
 from sandbox.errors import CacheError, CompileError, SandboxError
+from sandbox.http import HttpPolicy, make_http_fetch
 from sandbox.limits import StepLimits
 from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
 from sandbox.runner import HOST_INTERFACE, run_step
@@ -20,7 +21,9 @@ __all__ = [
     "HOST_INTERFACE",
     "HostCallError",
     "HostCallbacks",
+    "HttpPolicy",
     "LimitKind",
+    "NetworkDenied",
     "Outcome",
     "OutcomeKind",
     "RunContext",
@@ -28,5 +31,6 @@ __all__ = [
     "SandboxError",
     "StepLimits",
     "StepReport",
+    "make_http_fetch",
     "run_step",
 ]

@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from sandbox.limits import StepLimits
 from sandbox.outcome import LimitKind
 
-__all__ = ["HostCallError", "HostCallbacks", "RunContext"]
+__all__ = ["HostCallError", "HostCallbacks", "NetworkDenied", "RunContext"]
 
 
 class HostCallError(Exception):
     """Raised by a callback to return ``err(message)`` to the guest (not a limit breach)."""
+
+
+class NetworkDenied(HostCallError):
+    """Raised by the HTTP callback for a host or address the agent may not reach; the step
+    then ends as NetworkDenied, whatever the agent does with the error."""
 
 
 def _no_llm(_request: str) -> str:
@@ -52,6 +57,7 @@ class RunContext:
     stored_bytes: int = 0
     breach: LimitKind | None = None
     breach_detail: str = ""
+    denied: str | None = None
     _log: list[str] = field(default_factory=list)
     _log_bytes: int = 0
     log_truncated: bool = False
@@ -108,10 +114,13 @@ class RunContext:
             return False, refused
         return self._call(self.callbacks.http_fetch, request)
 
-    @staticmethod
-    def _call(fn: Callable[[str], str], request: str) -> tuple[bool, str]:
+    def _call(self, fn: Callable[[str], str], request: str) -> tuple[bool, str]:
         try:
             return True, fn(request)
+        except NetworkDenied as exc:
+            if self.denied is None:
+                self.denied = str(exc)
+            return False, str(exc)
         except HostCallError as exc:
             return False, str(exc)
         except Exception as exc:  # a bug in a callback must not cross into wasmtime

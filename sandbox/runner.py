@@ -107,6 +107,8 @@ def run_step(
 def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:
     if ctx.breach is not None:
         return Outcome(kind=OutcomeKind.LIMIT_EXCEEDED, limit=ctx.breach, detail=ctx.breach_detail)
+    if ctx.denied is not None:
+        return Outcome(kind=OutcomeKind.NETWORK_DENIED, detail=ctx.denied)
     if failure is not None:
         return failure
     if not isinstance(result, Variant) or not isinstance(result.payload, str):
