@@ -70,6 +70,15 @@ class SandboxEngine:
         digest = hashlib.sha256(wasm).hexdigest()
         return f"{digest}-wasmtime{self.version}-{_FLAGS}"
 
+    def is_cached(self, wasm: bytes) -> bool:
+        """Whether ``wasm`` is compiled already (in memory or on disk): no compile needed."""
+        key = self.cache_key(wasm)
+        with self._lock:
+            if key in self._components:
+                return True
+        directory = self._dir()
+        return directory is not None and (directory / f"{key}.cwasm").exists()
+
     def load(self, wasm: bytes | str) -> Component:
         """The compiled component for ``wasm`` (binary or WAT text): from memory, disk, or now."""
         data = wasm.encode() if isinstance(wasm, str) else wasm

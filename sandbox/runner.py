@@ -65,8 +65,14 @@ def run_step(
     component: Component,
     input_json: str,
     ctx: RunContext,
+    *,
+    args: tuple[str, ...] | None = None,
 ) -> StepReport:
-    """Run ``component``'s ``run(input)`` under ``ctx.limits``; never raises for agent faults."""
+    """Run ``component``'s ``run(input)`` under ``ctx.limits``; never raises for agent faults.
+
+    ``args`` replaces ``(input_json,)`` for worlds whose ``run`` takes more (the Python runtime
+    takes the agent's source first).
+    """
     limits = ctx.limits
     started = time.perf_counter()
     store = Store(engine.engine)
@@ -85,7 +91,7 @@ def run_step(
         if run is None:
             failure = Outcome(kind=OutcomeKind.TRAP, detail="the component exports no run function")
         else:
-            result = run(store, input_json)
+            result = run(store, *(args if args is not None else (input_json,)))
     except WasmtimeError as exc:
         failure = _classify(exc)
     elapsed = time.perf_counter() - started

@@ -1,0 +1,192 @@
+"""Python agents in the real python-runtime component (built once per test run, ~15 s)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import (
+    HostCallbacks,
+    HttpPolicy,
+    LimitKind,
+    OutcomeKind,
+    RunContext,
+    SandboxEngine,
+    StepLimits,
+    StepReport,
+    make_http_fetch,
+)
+from sandbox.python import PythonRuntime
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PythonRuntime]:
+    root = tmp_path_factory.mktemp("pyruntime")
+    engine = SandboxEngine(root / "compiled")
+    made = PythonRuntime(engine, build_dir=root / "built")
+    made.component()
+    yield made
+    engine.close()
+
+
+def echo_llm(request: str) -> str:
+    return json.dumps({"text": "ECHO " + json.loads(request).get("prompt", "")})
+
+
+def run(runtime: PythonRuntime, source: str, input: Any = None, **limits: Any) -> StepReport:
+    callbacks = limits.pop("callbacks", HostCallbacks(llm_complete=echo_llm))
+    ctx = RunContext(limits=StepLimits(**limits), callbacks=callbacks)
+    return runtime.run(source, json.dumps(input or {}), ctx)
+
+
+GOOD = """
+from agentflow import llm, files, log, config
+
+def run(input):
+    log("classifying", input["ticket"])
+    print("a printed line")
+    answer = llm.complete(prompt="Classify: " + input["ticket"])
+    files.write("notes.txt", answer["text"])
+    return {"label": answer["text"], "files": files.list(), "notes": files.read("notes.txt")}
+"""
+
+
+def test_a_good_agent(runtime):
+    report = run(runtime, GOOD, {"ticket": "refund please"})
+    assert report.outcome.ok, report.outcome
+    assert json.loads(report.outcome.output or "") == {
+        "label": "ECHO Classify: refund please",
+        "files": ["notes.txt"],
+        "notes": "ECHO Classify: refund please",
+    }
+    assert report.log == "[info] classifying refund please\na printed line\n"
+    assert report.counts == {"llmCalls": 1, "networkRequests": 0, "fileOperations": 3}
+
+
+def test_an_exception_is_an_agent_error_with_the_traceback(runtime):
+    report = run(runtime, "def run(input):\n    return {}['missing']\n")
+    assert report.outcome.kind is OutcomeKind.AGENT_ERROR
+    assert 'File "agent.py", line 2, in run' in report.outcome.detail
+    assert report.outcome.message() == "agent-error: KeyError: 'missing'"
+
+
+def test_no_run_function(runtime):
+    report = run(runtime, "x = 1\n")
+    assert report.outcome.message() == "agent-error: agent.py defines no run(input) function"
+
+
+def test_memory_hog(runtime):
+    report = run(
+        runtime,
+        "def run(input):\n    x = []\n    while True:\n        x.append(' ' * 2**20)\n",
+        memory_bytes=64 * 2**20,
+    )
+    assert report.outcome.kind is OutcomeKind.MEMORY_LIMIT
+
+
+def test_infinite_loop_times_out_on_time(runtime):
+    report = run(
+        runtime,
+        "def run(input):\n    while True:\n        pass\n",
+        timeout_seconds=0.5,
+        cpu_millicores=100_000,
+    )
+    assert report.outcome.kind is OutcomeKind.TIMEOUT
+    assert 0.45 <= report.elapsed_seconds <= 0.55
+
+
+def test_cpu_burner_runs_out_of_fuel(runtime):
+    report = run(
+        runtime,
+        "def run(input):\n    while True:\n        pass\n",
+        timeout_seconds=10,
+        cpu_millicores=5,
+    )
+    assert report.outcome.kind is OutcomeKind.CPU_LIMIT and report.elapsed_seconds < 5
+
+
+def test_a_caught_quota_error_still_ends_the_step(runtime):
+    source = """
+from agentflow import llm, HostError
+def run(input):
+    for _ in range(10):
+        try:
+            llm.complete(prompt="again")
+        except HostError:
+            pass
+    return {"sneaky": True}
+"""
+    report = run(runtime, source, llm_calls=3)
+    assert (report.outcome.kind, report.outcome.limit) == (
+        OutcomeKind.LIMIT_EXCEEDED,
+        LimitKind.LLM_CALLS,
+    )
+
+
+def test_no_sockets_no_filesystem_no_environment(runtime):
+    source = """
+import os
+def run(input):
+    out = {"env": dict(os.environ)}
+    try:
+        import socket
+    except ImportError as e:
+        out["socket"] = type(e).__name__
+    try:
+        open("/etc/passwd").read()
+    except OSError as e:
+        out["file"] = type(e).__name__
+    return out
+"""
+    report = run(runtime, source)
+    assert json.loads(report.outcome.output or "") == {
+        "env": {},
+        "socket": "ModuleNotFoundError",
+        "file": "FileNotFoundError",
+    }
+
+
+def test_forbidden_hosts_end_as_network_denied(runtime):
+    fetch = make_http_fetch(HttpPolicy(allow=("api.example.com",)), remaining_seconds=lambda: 5.0)
+    source = """
+from agentflow import http, HostError
+def run(input):
+    try:
+        http.fetch("http://169.254.169.254/latest/meta-data/")
+    except HostError as e:
+        return {"caught": str(e)}
+"""
+    report = run(runtime, source, callbacks=HostCallbacks(http_fetch=fetch))
+    assert report.outcome.kind is OutcomeKind.NETWORK_DENIED
+    assert "host not allowed: 169.254.169.254:80" in report.outcome.detail
+
+
+def test_stdout_flood_is_capped(runtime):
+    report = run(
+        runtime,
+        "def run(input):\n    for i in range(10000):\n        print('spam' * 20)\n    return {}\n",
+        log_bytes=10_000,
+    )
+    assert report.outcome.ok and report.log_truncated and len(report.log.encode()) == 10_000
+
+
+def test_huge_output_is_a_limit(runtime):
+    report = run(runtime, "def run(input):\n    return {'x': 'y' * 5_000_000}\n")
+    assert (report.outcome.kind, report.outcome.limit) == (
+        OutcomeKind.LIMIT_EXCEEDED,
+        LimitKind.OUTPUT,
+    )
+
+
+def test_runtime_build_is_cached(runtime, tmp_path):
+    from sandbox.pybuild import build_runtime
+
+    built = build_runtime(runtime.build_dir)
+    assert built.exists() and built.parent == runtime.build_dir
+    assert Path(built).stat().st_size > 10 * 2**20
