@@ -116,6 +116,21 @@ def git_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
     return make
 
 
+@pytest.fixture(scope="session")
+def agentflow_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache directory for the session (the Python runtime is built once, ~15 s)."""
+    path = tmp_path_factory.mktemp("agentflow-cache")
+    old = os.environ.get("AGENTFLOW_CACHE_DIR")
+    os.environ["AGENTFLOW_CACHE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            del os.environ["AGENTFLOW_CACHE_DIR"]
+        else:
+            os.environ["AGENTFLOW_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def valid_text() -> str:
     """A valid manifest using most features."""

@@ -26,10 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PythonRuntime]:
-    root = tmp_path_factory.mktemp("pyruntime")
-    engine = SandboxEngine(root / "compiled")
-    made = PythonRuntime(engine, build_dir=root / "built")
+def runtime(agentflow_cache: Path) -> Iterator[PythonRuntime]:
+    engine = SandboxEngine(agentflow_cache / "compiled")
+    made = PythonRuntime(engine)
     made.component()
     yield made
     engine.close()
@@ -184,9 +183,9 @@ def test_huge_output_is_a_limit(runtime):
     )
 
 
-def test_runtime_build_is_cached(runtime, tmp_path):
+def test_runtime_build_is_cached(runtime, agentflow_cache):
     from sandbox.pybuild import build_runtime
 
-    built = build_runtime(runtime.build_dir)
-    assert built.exists() and built.parent == runtime.build_dir
+    built = build_runtime()
+    assert built.exists() and built.parent == agentflow_cache
     assert Path(built).stat().st_size > 10 * 2**20

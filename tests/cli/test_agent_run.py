@@ -1,0 +1,102 @@
+"""`agentflow agent run`: one agent locally, its output, log and typed outcome; exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentflowd.cli import app
+from tests.sandbox import wat
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["agent", "run", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def agent(tmp_path: Path, agentflow_cache: Path) -> Path:
+    path = tmp_path / "agent.py"
+    path.write_text(
+        "from agentflow import llm, log\n"
+        "def run(input):\n"
+        "    log('asking')\n"
+        "    return {'answer': llm.complete(prompt=input['q'])['text']}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_good_agent_prints_its_output(agent):
+    code, out, err = run(str(agent), "--input", '{"q": "why?"}')
+    assert code == 0, err
+    assert json.loads(out) == {"answer": "[mock] why?"}
+    assert "[info] asking" in err and "outcome: ok" in err
+
+
+def test_input_from_a_file_and_canned_answers(agent, tmp_path):
+    (tmp_path / "in.json").write_text('{"q": "x"}', encoding="utf-8")
+    (tmp_path / "answers.json").write_text('[{"text": "forty-two"}]', encoding="utf-8")
+    code, out, _ = run(
+        str(agent), "--input", f"@{tmp_path / 'in.json'}", "--llm", str(tmp_path / "answers.json")
+    )
+    assert (code, json.loads(out)) == (0, {"answer": "forty-two"})
+
+
+@pytest.mark.parametrize(
+    ("source", "flags", "outcome"),
+    [
+        (
+            "def run(input):\n    while True:\n        pass\n",
+            ["--timeout", "300ms", "--cpu", "100"],
+            "outcome: timeout",
+        ),
+        (
+            "def run(input):\n    while True:\n        pass\n",
+            ["--timeout", "10s", "--cpu", "5m"],
+            "outcome: cpu-limit",
+        ),
+        (
+            "def run(input):\n    x = []\n    while True:\n        x.append(' ' * 2**20)\n",
+            ["--memory", "64Mi"],
+            "outcome: memory-limit",
+        ),
+        (
+            "def run(input):\n    raise ValueError('nope')\n",
+            [],
+            "outcome: agent-error: ValueError: nope",
+        ),
+        (
+            "from agentflow import http\ndef run(input):\n    return http.fetch('http://127.0.0.1:1/')\n",
+            [],
+            "outcome: network-denied",
+        ),
+    ],
+    ids=["infinite-loop", "fuel-burner", "memory-hog", "crash", "ssrf"],
+)
+def test_hostile_agents_get_their_outcome_and_exit_1(
+    tmp_path, agentflow_cache, source, flags, outcome
+):
+    path = tmp_path / "agent.py"
+    path.write_text(source, encoding="utf-8")
+    code, out, err = run(str(path), *flags)
+    assert code == 1 and out == ""
+    assert outcome in err, err
+
+
+def test_a_component_runs_too(tmp_path, agentflow_cache):
+    # a .wasm file is a component of the agent world (here compiled from WAT text)
+    path = tmp_path / "echo.wasm"
+    path.write_text(wat.ECHO, encoding="utf-8")
+    code, out, _ = run(str(path), "--input", '{"hello": 1}')
+    assert (code, out.strip()) == (0, '{"hello": 1}')
+
+
+def test_bad_flags_exit_2(agent):
+    assert run(str(agent), "--timeout", "soon")[0] == 2
+    assert run(str(agent), "--input", "{not json")[0] == 2
