@@ -80,7 +80,51 @@ def main() -> None:
             f"timeout {timeout:.2f} s: stopped {statistics.median(over) * 1e3:+.1f} ms "
             f"from the deadline (max {max(over) * 1e3:+.1f} ms)"
         )
+    python_steps(engine, args.runs)
     engine.close()
+
+
+def python_steps(engine: SandboxEngine, runs: int) -> None:
+    """The python-runtime: first use (build + compile, timed only when not cached) and steps."""
+    import json
+    import tempfile
+
+    from sandbox.python import PythonRuntime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = SandboxEngine(Path(tmp) / "compiled")
+        runtime = PythonRuntime(cold, build_dir=Path(tmp) / "built")
+        t = time.perf_counter()
+        runtime.component()
+        print(
+            f"python-runtime first use (build + compile, nothing cached): {time.perf_counter() - t:.1f} s"
+        )
+        warm = SandboxEngine(Path(tmp) / "compiled")
+        t = time.perf_counter()
+        PythonRuntime(warm, build_dir=Path(tmp) / "built").component()
+        print(f"python-runtime load when cached: {(time.perf_counter() - t) * 1e3:.0f} ms")
+        cold.close()
+        warm.close()
+        source = (
+            "from agentflow import llm, log\n"
+            "def run(input):\n"
+            "    log('step', input['n'])\n"
+            "    return {'answer': llm.complete(prompt='q')['text'], 'n': input['n']}\n"
+        )
+        cb = HostCallbacks(llm_complete=lambda r: json.dumps({"text": "a"}))
+        steps = []
+        for n in range(min(runs, 300)):
+            ctx = RunContext(limits=StepLimits(), callbacks=cb)
+            t = time.perf_counter()
+            report = runtime.run(source, json.dumps({"n": n}), ctx)
+            steps.append(time.perf_counter() - t)
+            assert report.outcome.ok, report.outcome
+        steps.sort()
+        p50, p90 = statistics.median(steps) * 1e3, steps[int(len(steps) * 0.9)] * 1e3
+        print(
+            "Python agent step (fresh instance, exec source, 1 LLM + 1 log call): "
+            f"p50 {p50:.1f} ms, p90 {p90:.1f} ms"
+        )
 
 
 if __name__ == "__main__":
