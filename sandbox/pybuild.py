@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 
-__all__ = ["RUNTIME_DIR", "WIT_DIR", "build_runtime", "default_cache_dir"]
+__all__ = ["RUNTIME_DIR", "WIT_DIR", "build_agent", "build_runtime", "default_cache_dir"]
 
 RUNTIME_DIR = Path(__file__).parent / "pyruntime"
 WIT_DIR = Path(__file__).parent / "wit"
@@ -56,6 +56,47 @@ def runtime_key() -> str:
     return digest.hexdigest()[:24]
 
 
+def _componentize(args: list[str], what: str) -> None:
+    command = [_componentize_py(), "-d", str(WIT_DIR), *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
+        raise SandboxError(f"building {what} failed: " + " | ".join(tail))
+
+
+def build_agent(
+    source_dir: Path,
+    output: Path | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Package ``source_dir`` (``agent.py`` + its modules) into a component of the agent world.
+
+    Pure-Python packages importable by this interpreter (the active virtualenv) are bundled
+    when ``agent.py`` imports them; native extensions cannot run in wasm.
+    """
+    if not (source_dir / "agent.py").is_file():
+        raise SandboxError(f"{source_dir} has no agent.py")
+    output = output or source_dir / "agent.wasm"
+    progress(f"building {output} with componentize-py (~15 s)")
+    with tempfile.TemporaryDirectory() as staging:
+        for name in ("agent_app.py", "agentflow_guest.py"):
+            shutil.copy(RUNTIME_DIR / name, Path(staging) / name)
+        tmp = output.with_name(output.name + ".tmp")
+        paths = ["-p", staging, "-p", str(source_dir)]
+        paths += [arg for p in sys.path if p and Path(p).is_dir() for arg in ("-p", p)]
+        try:
+            _componentize(
+                ["-w", "agent", "componentize", "agent_app", *paths, "-o", str(tmp)],
+                f"{source_dir}",
+            )
+        except SandboxError:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, output)
+    progress(f"built {output} ({output.stat().st_size / 2**20:.1f} MiB)")
+    return output
+
+
 def build_runtime(
     cache_dir: Path | None = None, progress: Callable[[str], None] = lambda _m: None
 ) -> Path:
@@ -68,19 +109,14 @@ def build_runtime(
     progress("building the Python agent runtime with componentize-py (first use, ~15 s)")
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".wasm.tmp")
     os.close(fd)
-    command = [
-        _componentize_py(),
-        "-d", str(WIT_DIR),
-        "-w", "python-runtime",
-        "componentize", "app",
-        "-p", str(RUNTIME_DIR),
-        "-o", tmp,
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
+    try:
+        _componentize(
+            ["-w", "python-runtime", "componentize", "app", "-p", str(RUNTIME_DIR), "-o", tmp],
+            "the Python runtime",
+        )
+    except SandboxError:
         Path(tmp).unlink(missing_ok=True)
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise SandboxError("building the Python runtime failed: " + " | ".join(tail))
+        raise
     os.replace(tmp, target)
     progress(f"built {target.name} ({target.stat().st_size / 2**20:.1f} MiB)")
     return target

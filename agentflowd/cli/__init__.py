@@ -25,6 +25,7 @@ app.command("validate")(validate.validate)
 app.command("schema")(schema_cmd.schema)
 remote.register(app)
 app.add_typer(agent_cmd.agent_app, name="agent")
+app.command("build")(agent_cmd.build)
 
 
 @app.command("version")

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["agent_app"]
+__all__ = ["agent_app", "build"]
 
 agent_app = typer.Typer(help="Run agents locally in the sandbox.", no_args_is_help=True)
 
@@ -118,7 +118,12 @@ def run(
     try:
         deadline["ends"] = time.monotonic() + limits.timeout_seconds
         if agent.suffix == ".wasm":
-            report = run_step(engine, engine.load(agent.read_bytes()), text, ctx)
+            wasm = agent.read_bytes()
+            if not engine.is_cached(wasm):
+                progress(f"compiling {agent.name} (first use)")
+            component = engine.load(wasm)
+            deadline["ends"] = time.monotonic() + limits.timeout_seconds
+            report = run_step(engine, component, text, ctx)
         else:
             runtime = PythonRuntime(engine, progress=progress)
             runtime.component()
@@ -142,3 +147,23 @@ def run(
         if report.outcome.detail and "\n" in report.outcome.detail:
             typer.echo(report.outcome.detail.rstrip(), err=True)
         raise typer.Exit(1)
+
+
+def build(
+    directory: Annotated[
+        Path, typer.Argument(help="A directory with agent.py", exists=True, file_okay=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Default: DIR/agent.wasm")
+    ] = None,
+) -> None:
+    """Package an agent and its pure-Python dependencies into its own component."""
+    from sandbox.errors import SandboxError
+    from sandbox.pybuild import build_agent
+
+    try:
+        built = build_agent(directory, output, lambda m: typer.echo(f"agentflow: {m}", err=True))
+    except SandboxError as exc:
+        typer.echo(f"agentflow build: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(str(built))

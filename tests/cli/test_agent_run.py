@@ -100,3 +100,25 @@ def test_a_component_runs_too(tmp_path, agentflow_cache):
 def test_bad_flags_exit_2(agent):
     assert run(str(agent), "--timeout", "soon")[0] == 2
     assert run(str(agent), "--input", "{not json")[0] == 2
+
+
+def test_build_packages_an_agent_with_its_modules(tmp_path, agentflow_cache):
+    src = tmp_path / "shouter"
+    src.mkdir()
+    (src / "agent.py").write_text(
+        "import helper\nfrom agentflow import log\n\n"
+        "def run(input):\n    log('shouting')\n    return {'shout': helper.shout(input['text'])}\n",
+        encoding="utf-8",
+    )
+    (src / "helper.py").write_text("def shout(t):\n    return t.upper() + '!'\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["build", str(src)])
+    assert result.exit_code == 0, result.stderr
+    built = Path(result.stdout.strip())
+    assert built == src / "agent.wasm" and built.stat().st_size > 2**20
+    code, out, err = run(str(built), "--input", '{"text": "hi"}')
+    assert (code, json.loads(out)) == (0, {"shout": "HI!"}), err
+
+
+def test_build_needs_an_agent_py(tmp_path):
+    result = CliRunner().invoke(app, ["build", str(tmp_path)])
+    assert result.exit_code == 1 and "has no agent.py" in result.stderr
