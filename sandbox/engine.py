@@ -27,10 +27,34 @@ from wasmtime.component import Component
 
 from sandbox.errors import CacheError, CompileError
 
-__all__ = ["TICK_SECONDS", "SandboxEngine"]
+__all__ = ["TICK_SECONDS", "SandboxEngine", "private_dir"]
 
 TICK_SECONDS = 0.005
 _FLAGS = "fuel+epoch"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if needed and make sure no one else can plant files in it.
+
+    The directory must be ours and writable by no one else, and so must its parent (or the
+    parent is sticky, like /tmp, so others cannot swap our directory for theirs): what is found
+    there is loaded as native code or trusted build output.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mine = os.getuid()
+    for where, must_own in ((path, True), (path.resolve().parent, False)):
+        info = where.stat()
+        others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        sticky = info.st_mode & stat.S_ISVTX
+        owner_ok = info.st_uid == mine or (not must_own and info.st_uid == 0)
+        if not owner_ok or (others_write and not (sticky and where != path)):
+            raise CacheError(
+                f"{where} must be owned by this user and writable by no one else: "
+                "compiled code found there would run as native code"
+            )
+    if path.is_symlink():
+        raise CacheError(f"{path} is a symlink; the cache must be a real directory")
+    return path
 
 
 class SandboxEngine:
@@ -94,14 +118,7 @@ class SandboxEngine:
     def _dir(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = self.cache_dir.stat()
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise CacheError(
-                f"{self.cache_dir} must be owned by this user and writable by no one else: "
-                "compiled code found there would run as native code"
-            )
-        return self.cache_dir
+        return private_dir(self.cache_dir)
 
     def _from_disk(self, key: str) -> Component | None:
         directory = self._dir()

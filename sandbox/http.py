@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,29 +75,33 @@ def host_allowed(host: str, port: int, allow: Sequence[str]) -> bool:
     return False
 
 
-def _literal_ips(allow: Sequence[str]) -> set[str]:
+def _literal_ips(allow: Sequence[str]) -> set[tuple[str, int | None]]:
+    """(IP, port or None for any) of every IP literal in the allowlist."""
     out = set()
     for pattern in allow:
-        host, _ = _split_pattern(pattern)
+        host, port = _split_pattern(pattern)
         try:
-            out.add(str(ipaddress.ip_address(host)))
+            out.add((str(ipaddress.ip_address(host)), port))
         except ValueError:
             continue
     return out
 
 
 def _inside(address: str) -> bool:
+    """Anything but a globally routable unicast address: loopback, private, shared (CGNAT,
+    100.64/10: some clouds' metadata), link-local (169.254.169.254), reserved, multicast,
+    unspecified; for IPv6 also the IPv4 addresses embedded by mapping, 6to4 and Teredo."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        if any(e is not None and _inside(str(e)) for e in embedded):
+            return True
+    return not ip.is_global or ip.is_multicast
+
+
+def _literal_allows(address: str, port: int, literal: set[tuple[str, int | None]]) -> bool:
+    ip = str(ipaddress.ip_address(address))
+    return (ip, None) in literal or (ip, port) in literal
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -105,7 +110,7 @@ def system_resolver(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise HostCallError(f"cannot resolve {host}: {exc.strerror}") from exc
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # resolver order, no dups
 
 
 def make_http_fetch(
@@ -134,7 +139,7 @@ def make_http_fetch(
             raise NetworkDenied(f"host not allowed: {host}:{port} (network.allow)")
         addresses = [host] if _is_ip(host) else resolver(host, port)
         for address in addresses:
-            if _inside(address) and str(ipaddress.ip_address(address)) not in literal:
+            if _inside(address) and not _literal_allows(address, port, literal):
                 raise NetworkDenied(
                     f"{host} resolves to {address}, an internal address; "
                     "allow that IP explicitly to reach it"
@@ -164,7 +169,11 @@ def _send(
     transport: httpx.BaseTransport | None,
 ) -> str:
     method = str(request.get("method", "GET")).upper()
-    headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
+    headers = {
+        str(k): str(v)
+        for k, v in (request.get("headers") or {}).items()
+        if str(k).lower() not in ("host", "proxy-authorization", "connection")
+    }
     body = request.get("body")
     content = body.encode() if isinstance(body, str) else None
     if content is not None and len(content) > policy.max_request_bytes:
@@ -174,36 +183,72 @@ def _send(
         netloc = f"[{address}]" if ":" in address else address
         if url.port:
             netloc += f":{url.port}"
-        headers.setdefault("Host", url.netloc.rsplit("@", 1)[-1])
+        headers["Host"] = url.netloc.rsplit("@", 1)[-1]
         target = urlunsplit((url.scheme, netloc, url.path, url.query, ""))
+    headers.setdefault("Accept-Encoding", "identity")  # the cap applies to bytes as sent
     deadline = time.monotonic() + budget
-    try:
-        with (
-            httpx.Client(transport=transport, timeout=budget, follow_redirects=False) as client,
-            client.stream(method, target, headers=headers, content=content) as response,
-        ):
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            for chunk in response.iter_bytes():
-                if time.monotonic() > deadline:
-                    raise HostCallError("the response did not arrive within the step's time")
-                room = policy.max_response_bytes - size
-                if len(chunk) > room:
-                    chunks.append(chunk[:room])
-                    truncated = True
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            return json.dumps(
-                {
-                    "status": response.status_code,
-                    "headers": dict(response.headers),
-                    "body": b"".join(chunks).decode("utf-8", "replace"),
-                    "truncated": truncated,
-                }
-            )
-    except httpx.TimeoutException as exc:
-        raise HostCallError(f"request to {url.hostname} timed out") from exc
-    except httpx.HTTPError as exc:
-        raise HostCallError(f"request to {url.hostname} failed: {type(exc).__name__}") from exc
+    # httpx's timeouts apply per read: a server dripping a byte at a time would never trip
+    # them. The request runs on a helper thread, and closing the client at the deadline
+    # aborts it, whatever it is waiting for.
+    client = httpx.Client(
+        transport=transport, timeout=budget, follow_redirects=False, trust_env=False
+    )
+    result: list[str] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(_exchange(client, method, target, headers, content, deadline, policy))
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="agentflow-http", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        client.close()
+        worker.join(1.0)
+        raise HostCallError(f"request to {url.hostname} timed out")
+    client.close()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, httpx.TimeoutException):
+            raise HostCallError(f"request to {url.hostname} timed out") from exc
+        if isinstance(exc, httpx.HTTPError):
+            raise HostCallError(f"request to {url.hostname} failed: {type(exc).__name__}") from exc
+        raise exc
+    return result[0]
+
+
+def _exchange(
+    client: httpx.Client,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    content: bytes | None,
+    deadline: float,
+    policy: HttpPolicy,
+) -> str:
+    with client.stream(method, target, headers=headers, content=content) as response:
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+        # iter_raw: the body as sent; a compressed body is not inflated (no gzip bombs)
+        for chunk in response.iter_raw():
+            if time.monotonic() > deadline:
+                raise HostCallError("the response did not arrive within the step's time")
+            room = policy.max_response_bytes - size
+            if len(chunk) > room:
+                chunks.append(chunk[:room])
+                truncated = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return json.dumps(
+            {
+                "status": response.status_code,
+                "headers": dict(response.headers),
+                "body": b"".join(chunks).decode("utf-8", "replace"),
+                "truncated": truncated,
+            }
+        )

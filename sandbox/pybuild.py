@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from sandbox.engine import private_dir
 from sandbox.errors import SandboxError
 
 __all__ = ["RUNTIME_DIR", "WIT_DIR", "build_agent", "build_runtime", "default_cache_dir"]
@@ -101,8 +102,7 @@ def build_runtime(
     cache_dir: Path | None = None, progress: Callable[[str], None] = lambda _m: None
 ) -> Path:
     """The python-runtime ``.wasm``, built now if this version was never built here."""
-    cache_dir = cache_dir or default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cache_dir = private_dir(cache_dir or default_cache_dir())
     target = cache_dir / f"python-runtime-{runtime_key()}.wasm"
     if target.exists():
         return target

@@ -11,6 +11,7 @@ no preopened directories, no sockets. stdout and stderr go to the step's log, ca
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -48,16 +49,28 @@ def _linker(engine: SandboxEngine, ctx: RunContext) -> Linker:
     return linker
 
 
+#: Cap on the detail kept from a failure (a guest chooses its error text).
+MAX_DETAIL = 64 * 1024
+
+
+def _cause(exc: Exception) -> str:
+    """wasmtime's own reason: the text after the last "Caused by:". The backtrace before it
+    holds function names, which a guest chooses, so it must never be matched."""
+    text = str(exc).strip()
+    cause = text.rsplit("Caused by:", 1)[-1] if "Caused by:" in text else text
+    lines = [line.strip() for line in cause.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _classify(exc: Exception) -> Outcome:
-    text = str(exc)
-    last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
-    if "wasm trap: interrupt" in text:
+    cause = _cause(exc)
+    if cause == "wasm trap: interrupt":
         return Outcome(kind=OutcomeKind.TIMEOUT, detail="the step ran past its timeout")
-    if "all fuel consumed" in text:
+    if cause.startswith("wasm trap: all fuel consumed"):
         return Outcome(kind=OutcomeKind.CPU_LIMIT, detail="the step used up its CPU (fuel) budget")
-    if "exceeds memory limits" in text or "out of memory" in text.lower():
-        return Outcome(kind=OutcomeKind.MEMORY_LIMIT, detail=last)
-    return Outcome(kind=OutcomeKind.TRAP, detail=last)
+    if "exceeds memory limits" in cause or cause.lower().startswith("out of memory"):
+        return Outcome(kind=OutcomeKind.MEMORY_LIMIT, detail=cause)
+    return Outcome(kind=OutcomeKind.TRAP, detail=cause[:MAX_DETAIL])
 
 
 def run_step(
@@ -76,7 +89,15 @@ def run_step(
     limits = ctx.limits
     started = time.perf_counter()
     store = Store(engine.engine)
-    store.set_limits(memory_size=limits.memory_bytes, instances=100, tables=100, memories=100)
+    # One linear memory (the limit is per memory), few instances and tables, bounded tables:
+    # the Python runtime needs 1 memory, <= 20 instances, <= 5 tables (measured).
+    store.set_limits(
+        memory_size=limits.memory_bytes,
+        memories=1,
+        instances=32,
+        tables=8,
+        table_elements=250_000,
+    )
     store.set_fuel(limits.fuel)
     wasi = WasiConfig()  # nothing granted
     wasi.stdout_custom = ctx.capture
@@ -120,13 +141,25 @@ def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:
     if not isinstance(result, Variant) or not isinstance(result.payload, str):
         return Outcome(kind=OutcomeKind.TRAP, detail="run returned something other than a result")
     if result.tag == "err":
-        if result.payload.lstrip().startswith("MemoryError") or "\nMemoryError" in result.payload:
-            return Outcome(kind=OutcomeKind.MEMORY_LIMIT, detail=result.payload)
-        return Outcome(kind=OutcomeKind.AGENT_ERROR, detail=result.payload)
+        detail = result.payload[:MAX_DETAIL]
+        if detail.startswith(MEMORY_MARKER):  # the Python runtime's own report
+            return Outcome(kind=OutcomeKind.MEMORY_LIMIT, detail=detail)
+        return Outcome(kind=OutcomeKind.AGENT_ERROR, detail=detail)
     if len(result.payload.encode("utf-8")) > ctx.limits.output_bytes:
         return Outcome(
             kind=OutcomeKind.LIMIT_EXCEEDED,
             limit=LimitKind.OUTPUT,
             detail=f"output is over {ctx.limits.output_bytes} bytes",
         )
+    try:
+        json.loads(result.payload, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return Outcome(kind=OutcomeKind.AGENT_ERROR, detail="the output is not valid JSON")
     return Outcome(kind=OutcomeKind.OK, output=result.payload)
+
+
+MEMORY_MARKER = "MemoryError: the agent ran out of memory"
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 
 import agentflow_guest
 
 sys.modules["agentflow"] = agentflow_guest
+
+
+def _sleep(seconds: float) -> None:
+    # WASI's sleep blocks in the host, out of reach of the epoch deadline and fuel: spin.
+    end = time.monotonic() + max(0.0, float(seconds))
+    while time.monotonic() < end:
+        pass
+
+
+time.sleep = _sleep
 
 import agent  # noqa: E402 - the user's agent.py, after `agentflow` exists
 import wit_world  # noqa: E402

@@ -33,7 +33,7 @@ import statistics  # noqa: F401
 import string  # noqa: F401
 import sys
 import textwrap  # noqa: F401
-import time  # noqa: F401
+import time
 import traceback
 import types
 import typing  # noqa: F401
@@ -45,6 +45,17 @@ import wit_world
 from componentize_py_types import Err
 
 sys.modules["agentflow"] = agentflow_guest
+
+
+def _sleep(seconds: float) -> None:
+    # WASI's sleep blocks in the host, where neither the epoch deadline nor fuel reach it:
+    # wait by spinning instead, so a sleeping agent still meets its timeout and CPU limit.
+    end = time.monotonic() + max(0.0, float(seconds))
+    while time.monotonic() < end:
+        pass
+
+
+time.sleep = _sleep
 
 
 class WitWorld(wit_world.WitWorld):

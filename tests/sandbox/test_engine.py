@@ -52,3 +52,17 @@ def test_garbage_is_a_compile_error(tmp_path):
     with pytest.raises(CompileError, match="not a valid agent component"):
         engine.load(b"\x00asm garbage")
     engine.close()
+
+
+def test_a_cache_inside_a_directory_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # noqa: S103 - the point of the test
+    engine = SandboxEngine(shared / "compiled")
+    with pytest.raises(CacheError, match="writable by no one else"):
+        engine.load(wat.ECHO)
+    engine.close()
+    from sandbox.pybuild import build_runtime
+
+    with pytest.raises(CacheError):
+        build_runtime(shared / "built")

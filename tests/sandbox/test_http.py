@@ -29,6 +29,15 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             release.wait(5)
             body = b"late"
+        elif self.path == "/drip":
+            self.send_response(200)
+            for i in range(50):  # a header line every 0.1 s: no single read ever times out
+                if release.wait(0.1):
+                    return
+                self.send_header(f"X-Drip-{i}", "x")
+                self.wfile.flush()
+            self.end_headers()
+            return
         else:
             body = json.dumps({"path": self.path, "host": self.headers.get("Host")}).encode()
         self.send_response(200)
@@ -158,3 +167,24 @@ def test_network_requests_are_counted_and_limited():
     )
     assert ctx.http_fetch("{}")[0]
     assert not ctx.http_fetch("{}")[0] and ctx.breach is LimitKind.NETWORK_REQUESTS
+
+
+def test_a_dripping_server_cannot_hold_the_step(server):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(HostCallError, match="timed out"):
+        fetch(["127.0.0.1"], f"http://127.0.0.1:{server}/drip", timeout_seconds=0.5)
+    assert time.monotonic() - started < 1.5
+
+
+def test_the_agent_cannot_choose_the_host_header(server):
+    fn = make_http_fetch(HttpPolicy(allow=("127.0.0.1",)), remaining_seconds=lambda: 5.0)
+    body = json.loads(
+        fn(
+            json.dumps(
+                {"url": f"http://127.0.0.1:{server}/h", "headers": {"Host": "metadata.internal"}}
+            )
+        )
+    )
+    assert json.loads(body["body"])["host"] == f"127.0.0.1:{server}"

@@ -189,3 +189,25 @@ def test_runtime_build_is_cached(runtime, agentflow_cache):
     built = build_runtime()
     assert built.exists() and built.parent == agentflow_cache
     assert Path(built).stat().st_size > 10 * 2**20
+
+
+def test_sleeping_cannot_outlast_the_timeout(runtime):
+    report = run(
+        runtime,
+        "import time\ndef run(input):\n    time.sleep(30)\n    return {}\n",
+        timeout_seconds=0.5,
+        cpu_millicores=100_000,
+    )
+    assert report.outcome.kind is OutcomeKind.TIMEOUT and report.elapsed_seconds < 1.0
+
+
+def test_raising_a_fake_memory_error_text_is_an_agent_error(runtime):
+    report = run(runtime, "def run(input):\n    raise ValueError('x\\nMemoryError')\n")
+    assert report.outcome.kind is OutcomeKind.AGENT_ERROR
+
+
+def test_error_details_are_capped(runtime):
+    report = run(runtime, "def run(input):\n    raise RuntimeError('A' * 5_000_000)\n")
+    assert (
+        report.outcome.kind is OutcomeKind.AGENT_ERROR and len(report.outcome.detail) <= 64 * 1024
+    )

@@ -100,7 +100,7 @@ def test_storage_and_file_operation_limits(engine):
     )
     report = run(engine, wat.writer(5), "small", file_operations=4)
     assert report.outcome.limit is LimitKind.FILE_OPERATIONS
-    report = run(engine, wat.writer(5), "small")
+    report = run(engine, wat.writer(5), '"small"')
     assert report.outcome.ok and report.counts["fileOperations"] == 5
 
 
@@ -149,7 +149,35 @@ def test_the_host_stays_healthy_after_every_failure(engine):
     ]
     for source, limits in cases:
         run(engine, source, **limits)
-    assert run(engine, wat.ECHO, "still fine").outcome.output == "still fine"
+    assert run(engine, wat.ECHO, '"still fine"').outcome.output == '"still fine"'
+
+
+def test_output_must_be_json(engine):
+    for bad in ("not json", '{"score": NaN}', "[" * 100_000):
+        report = run(engine, wat.ECHO, bad)
+        assert report.outcome.kind is OutcomeKind.AGENT_ERROR, bad[:20]
+        assert report.outcome.detail == "the output is not valid JSON"
+
+
+def test_trap_classification_ignores_guest_chosen_names():
+    from sandbox.runner import _classify
+
+    class Fake(Exception):
+        pass
+
+    text = (
+        "error while executing at wasm backtrace:\n    0: 0x1 - Main!wasm trap: interrupt\n\n"
+        "Caused by:\n    wasm trap: wasm `unreachable` instruction executed\n"
+    )
+    assert _classify(Fake(text)).kind is OutcomeKind.TRAP
+
+
+def test_many_memories_are_refused(engine):
+    # the memory limit applies per memory: more than one would multiply it
+    report = run(
+        engine, wat.component("(call $ok (local.get $p) (local.get $n))", extra="(memory 1)")
+    )
+    assert report.outcome.kind is not OutcomeKind.OK
 
 
 def test_memory_over_the_limit_at_start(engine):
