@@ -15,6 +15,9 @@ allowlist, files only in the step's scratch space. Failures raise :class:`HostEr
 from __future__ import annotations
 
 import json
+import sys
+import time
+import traceback
 
 from componentize_py_types import Err
 from wit_world.imports import host
@@ -26,7 +29,7 @@ class HostError(Exception):
     """The host refused or failed a call (limit reached, host not allowed, no such file...)."""
 
 
-def _call(fn, *args):
+def _host(fn, *args):
     try:
         return fn(*args)
     except Err as exc:
@@ -41,7 +44,7 @@ class _LLM:
             request["messages"] = messages
         if prompt is not None:
             request["prompt"] = prompt
-        return json.loads(_call(host.llm_complete, json.dumps(request)))
+        return json.loads(_host(host.llm_complete, json.dumps(request)))
 
 
 class _HTTP:
@@ -50,21 +53,21 @@ class _HTTP:
         request = {"url": url, "method": method, "headers": headers or {}}
         if body is not None:
             request["body"] = body if isinstance(body, str) else json.dumps(body)
-        return json.loads(_call(host.http_fetch, json.dumps(request)))
+        return json.loads(_host(host.http_fetch, json.dumps(request)))
 
 
 class _Files:
     def read(self, path):
-        return _call(host.read_file, path)
+        return _host(host.read_file, path)
 
     def write(self, path, data):
-        _call(host.write_file, path, data)
+        _host(host.write_file, path, data)
 
     def delete(self, path):
-        _call(host.delete_file, path)
+        _host(host.delete_file, path)
 
     def list(self):
-        return json.loads(_call(host.list_files))
+        return json.loads(_host(host.list_files))
 
 
 def log(*parts, level="info"):
@@ -80,3 +83,34 @@ def config():
 llm = _LLM()
 http = _HTTP()
 files = _Files()
+
+
+# -- for the runtimes (app.py, agent_app.py), not for agents -----------------------------------
+
+
+def _spin_sleep(seconds):
+    # WASI's sleep blocks in the host, where neither the epoch deadline nor fuel reach it:
+    # wait by spinning instead, so a sleeping agent still meets its timeout and CPU limit.
+    end = time.monotonic() + max(0.0, float(seconds))
+    while time.monotonic() < end:
+        pass
+
+
+def _install():
+    """Make ``import agentflow`` work and ``time.sleep`` interruptible."""
+    sys.modules["agentflow"] = sys.modules[__name__]
+    time.sleep = _spin_sleep
+
+
+def _call(entry, input_json):
+    """Run an agent's ``run(input)``: JSON in and out, every failure as ``Err`` with its text."""
+    if not callable(entry):
+        raise Err("agent.py defines no run(input) function")
+    try:
+        return json.dumps(entry(json.loads(input_json)))
+    except Err:
+        raise
+    except MemoryError:
+        raise Err("MemoryError: the agent ran out of memory") from None
+    except BaseException:
+        raise Err(traceback.format_exc(limit=8)) from None

@@ -24,16 +24,15 @@ import hashlib  # noqa: F401
 import html  # noqa: F401
 import io  # noqa: F401
 import itertools  # noqa: F401
-import json
+import json  # noqa: F401
 import math  # noqa: F401
 import operator  # noqa: F401
 import random  # noqa: F401
 import re  # noqa: F401
 import statistics  # noqa: F401
 import string  # noqa: F401
-import sys
 import textwrap  # noqa: F401
-import time
+import time  # noqa: F401
 import traceback
 import types
 import typing  # noqa: F401
@@ -44,18 +43,7 @@ import agentflow_guest
 import wit_world
 from componentize_py_types import Err
 
-sys.modules["agentflow"] = agentflow_guest
-
-
-def _sleep(seconds: float) -> None:
-    # WASI's sleep blocks in the host, where neither the epoch deadline nor fuel reach it:
-    # wait by spinning instead, so a sleeping agent still meets its timeout and CPU limit.
-    end = time.monotonic() + max(0.0, float(seconds))
-    while time.monotonic() < end:
-        pass
-
-
-time.sleep = _sleep
+agentflow_guest._install()
 
 
 class WitWorld(wit_world.WitWorld):
@@ -64,14 +52,6 @@ class WitWorld(wit_world.WitWorld):
         module.__file__ = "agent.py"
         try:
             exec(compile(source, "agent.py", "exec"), module.__dict__)  # noqa: S102 - in the sandbox
-            entry = module.__dict__.get("run")
-            if not callable(entry):
-                raise Err("agent.py defines no run(input) function")
-            result = entry(json.loads(input))
-            return json.dumps(result)
-        except Err:
-            raise
-        except MemoryError:
-            raise Err("MemoryError: the agent ran out of memory") from None
         except BaseException:
             raise Err(traceback.format_exc(limit=8)) from None
+        return agentflow_guest._call(module.__dict__.get("run"), input)
