@@ -194,7 +194,7 @@ def test_runtime_build_is_cached(runtime, agentflow_cache):
 def test_sleeping_cannot_outlast_the_timeout(runtime):
     report = run(
         runtime,
-        "import time\ndef run(input):\n    time.sleep(30)\n    return {}\n",
+        "from time import sleep\ndef run(input):\n    sleep(30)\n    return {}\n",
         timeout_seconds=0.5,
         cpu_millicores=100_000,
     )
