@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # run (.agentflow/repo), SQLite in .agentflow/state, the API on $(LISTEN).
 LISTEN ?= 127.0.0.1:8080
 run: install
-	@$(BIN)/agentflowd check examples/workflows
+	@$(BIN)/agentflowd check examples/workflows --images-root examples
 	@$(BIN)/python scripts/demo_repo.py .agentflow/repo examples/workflows http://$(LISTEN)
 	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console
 

@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="load a manifest directory as the daemon will")
     check.add_argument("path", type=Path, help="directory (or file) of workflow manifests")
+    check.add_argument(
+        "--images-root",
+        type=Path,
+        help="where agent images (NAME/TAG/agent.py) are found; default: the git work tree's root",
+    )
     return parser
 
 
@@ -57,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from agentflowd.cli.validate import run_validate
 
+        notes: list[str] = []
         try:
-            text, code = run_validate([args.path], verbose=True)
+            text, code = run_validate(
+                [args.path], verbose=True, images_root=args.images_root, notes=notes
+            )
         except UsageError as exc:
             print(f"agentflowd check: {exc}", file=sys.stderr)  # noqa: T201
             return 2
+        for note in notes:
+            print(f"agentflowd check: {note}", file=sys.stderr)  # noqa: T201
         sys.stdout.write(text)
         return code
     from agentflowd.daemon import serve

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -52,6 +53,10 @@ def make_repo(root: Path, files: int) -> tuple[pygit2.Repository, Path]:
     for i in range(files):  # files=0: an empty repository with no commit yet
         (workdir / f"wf-{i:04d}.yaml").write_text(manifest(i, rnd), encoding="utf-8")
     if files:
+        for a in range(8):  # the images the corpus uses: agents/step-A:v1.A
+            agent = workdir / "agents" / f"step-{a}" / f"v1.{a}" / "agent.py"
+            agent.parent.mkdir(parents=True)
+            agent.write_text(f"def run(input):\n    return {{'step': {a}}}\n", encoding="utf-8")
         commit(repo, workdir, "corpus")
     return repo, workdir
 
@@ -151,8 +156,10 @@ def wait_applied(url: str, count: int, timeout: float) -> None:
 def idle_small(root: Path) -> None:
     """Idle RSS of a daemon following the four bundled examples."""
     repo, workdir = make_repo(root / "small", 0)
-    for path in sorted((Path(__file__).parents[1] / "examples" / "workflows").glob("*.yaml")):
+    examples = Path(__file__).parents[1] / "examples"
+    for path in sorted((examples / "workflows").glob("*.yaml")):
         (workdir / path.name).write_text(path.read_text(), encoding="utf-8")
+    shutil.copytree(examples / "agents", workdir / "agents")
     commit(repo, workdir, "examples")
     proc, url = start_daemon(workdir, root / "small" / "state")
     try:

@@ -70,6 +70,23 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def init_repo(path: Path) -> Path:
+    """``git init`` a repository and put the agent images the test manifests use in its work
+    tree (the first commit picks them up)."""
+    git(path, "init", "-q", "-b", "main")
+    return write_agents(path)
+
+
+def write_agents(path: Path) -> Path:
+    """Put the agent images the test manifests use into the work tree ``path``."""
+    from tests.manifests import AGENT_FILES
+
+    for rel, content in AGENT_FILES.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(content, encoding="utf-8")
+    return path
+
+
 def commit(repo: Path, files: dict[str, str | None], message: str = "change") -> str:
     """Write (or, for None, delete) ``files`` in ``repo`` and commit; returns the new sha."""
     for rel, content in files.items():
@@ -101,7 +118,7 @@ def git_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
         repo = tmp_path / "repo"
         repo.mkdir(exist_ok=True)
         if not (repo / ".git").exists():
-            git(repo, "init", "-q", "-b", "main")
+            init_repo(repo)
         for rel, content in files.items():
             path = repo / rel
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,14 @@ def named(name: str, *, hook: str | None = None) -> str:
     """The valid manifest under another name (and webhook path)."""
     text = VALID.replace("name: support", f"name: {name}")
     return text.replace("/hooks/support", hook or f"/hooks/{name}")
+
+
+#: A trivial Python agent, the content of every image the manifests above use.
+STUB_AGENT = "def run(input):\n    return {}\n"
+
+#: The images VALID (and named()) use, as repository files: add them to a test repository.
+AGENT_FILES = {
+    "agents/classifier/v1.2/agent.py": STUB_AGENT,
+    "agents/responder/v1.0/agent.py": STUB_AGENT,
+    "agents/qa/v0.8/agent.py": STUB_AGENT,
+}

@@ -227,6 +227,7 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         view.update(
             spec=w.spec,
             spec_hash=w.spec_hash,
+            images=w.images,
             last_error=w.last_error,
             error_revision=w.error_revision,
             created_at=w.created_at.isoformat(),

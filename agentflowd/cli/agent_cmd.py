@@ -1,7 +1,12 @@
 """``agentflow agent run``: run one agent locally in the sandbox, exactly as a step would run.
 
-    agentflow agent run agents/classifier/agent.py --input '{"ticket": "refund"}'
+    agentflow agent run agents/classifier:v1.2 --input '{"ticket": "refund"}'
+    agentflow agent run agents/classifier/v1.2/agent.py --input '{"ticket": "refund"}'
     agentflow agent run agent.wasm --input @input.json --timeout 5s --memory 128Mi --allow api.x.com
+
+The agent is a file (``agent.py`` or a component), an image directory (``NAME/TAG/``), or an
+image reference resolved by the workflow rule (``NAME[:TAG]`` under ``--images-root``, by
+default the root of the current git work tree); the image and its SHA-256 are printed.
 
 Prints the output JSON on stdout, the agent's log and outcome on stderr; exit 0 when the agent
 returned a result, 1 for any other outcome. LLM calls go to a deterministic mock (``--llm
@@ -12,6 +17,7 @@ is wired in.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,15 +60,52 @@ def _canned_llm(path: Path) -> Callable[[str], str]:
     return answer
 
 
+def _find_agent(target: str, images_root: Path | None) -> tuple[Path, str | None]:
+    """The agent file for ``target`` (a file, an image directory or an image reference), and
+    a line naming the image and its digest when it was resolved as one."""
+    from agentflowd.manifest.images import IMAGE_FILES, IMAGE_PATTERN
+    from agentflowd.source import DirectoryImages
+
+    path = Path(target)
+    if path.is_file():
+        return path, None
+    if path.is_dir():
+        for name, _kind in IMAGE_FILES:
+            if (path / name).is_file():
+                return path / name, None
+        raise typer.BadParameter(f"{target}: a directory without agent.wasm or agent.py")
+    root = images_root
+    if root is None:
+        from agentflowd.cli.validate import _work_tree
+
+        root = _work_tree(Path.cwd()) or Path.cwd()
+    if not re.fullmatch(IMAGE_PATTERN, target):
+        raise typer.BadParameter(f"{target}: no such file, and not an image reference")
+    found = DirectoryImages(root).resolve(target)
+    if isinstance(found, str):
+        raise typer.BadParameter(f"{found} (looked under {root})")
+    return root / found.path, f"image {target}: {found.path} sha256:{found.sha256}"
+
+
 @agent_app.command("run")
 def run(
-    agent: Annotated[Path, typer.Argument(help="agent.py, or a component (.wasm)", exists=True)],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH_OR_IMAGE",
+            help="agent.py, a component (.wasm), an image directory, or NAME[:TAG]",
+        ),
+    ],
     input: Annotated[str, typer.Option("--input", "-i", help="JSON, or @file.json")] = "{}",
     timeout: Annotated[str, typer.Option(help="Wall-clock limit, e.g. 30s")] = "60s",
     memory: Annotated[str, typer.Option(help="Memory limit, e.g. 256Mi")] = "256Mi",
     cpu: Annotated[str, typer.Option(help="CPU, e.g. 500m or 1")] = "1",
     allow: Annotated[list[str] | None, typer.Option(help="A host the agent may reach")] = None,
     llm: Annotated[str, typer.Option(help="'mock', or a JSON file of canned answers")] = "mock",
+    images_root: Annotated[
+        Path | None,
+        typer.Option(help="Where NAME[:TAG] images are found; default: the git work tree's root"),
+    ] = None,
 ) -> None:
     """Run one agent and print its output, log and outcome."""
     from agentflowd.manifest.quantities import (
@@ -99,6 +142,9 @@ def run(
     except ValueError as exc:
         typer.echo(f"agentflow agent run: --input is not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
+    agent, image_line = _find_agent(target, images_root)
+    if image_line:
+        typer.echo(f"agentflow: {image_line}", err=True)
     llm_fn = _mock_llm if llm == "mock" else _canned_llm(Path(llm))
     deadline = {"ends": 0.0}
     http = make_http_fetch(

@@ -93,6 +93,8 @@ def describe_workflow(name: str, server: Server = None, output: OutputOpt = Outp
     ]
     agents = data["spec"]["spec"]["agents"]
     lines.append(f"Agents:      {', '.join(a['name'] for a in agents)}")
+    for ref, image in sorted(data.get("images", {}).items()):
+        lines.append(f"Image:       {ref} -> {image['path']} sha256:{image['sha256'][:16]}")
     for schedule in data["schedules"]:
         nxt = ", ".join(schedule["next"][:2])
         lines.append(f"Schedule:    {schedule['cron']} ({schedule['timezone']}), next {nxt}")

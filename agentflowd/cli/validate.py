@@ -14,9 +14,21 @@ import typer
 
 from agentflowd.cli.report import OutputFormat, render
 from agentflowd.errors import SourceError, UsageError
-from agentflowd.manifest import Limits, SourceFile, load_sources
+from agentflowd.manifest import ImageLookup, Limits, SourceFile, load_sources
 
 __all__ = ["run_validate", "validate"]
+
+
+def _work_tree(path: Path) -> Path | None:
+    """The root of the git work tree that holds ``path``, if any."""
+    import pygit2
+
+    start = path if path.is_dir() else path.parent
+    found = pygit2.discover_repository(str(start.resolve()))
+    if found is None:
+        return None
+    workdir = pygit2.Repository(found).workdir
+    return Path(workdir) if workdir else None
 
 
 def run_validate(
@@ -27,14 +39,20 @@ def run_validate(
     repo: Path = Path(),
     verbose: bool = False,
     limits: Limits | None = None,
+    images_root: Path | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[str, int]:
     """Validate and render; returns the output and the exit code (0 valid, 1 invalid).
 
-    Raises :class:`UsageError` when the paths or the git ref cannot be used at all.
+    Agent images are looked up in the commit (``git``), else under ``images_root``, else under
+    the root of the git work tree holding the first path; outside any work tree they are not
+    checked, and ``notes`` says so. Raises :class:`UsageError` when the paths or the git ref
+    cannot be used at all.
     """
     limits = limits or Limits()
     commit = None
     sources: list[SourceFile]
+    images: ImageLookup | None = None
     if git is not None:
         from agentflowd.source import read_commit  # pygit2 only when asked for
 
@@ -42,9 +60,9 @@ def run_validate(
             snapshot = read_commit(repo, git, [str(p) for p in paths], limits)
         except SourceError as exc:
             raise UsageError(str(exc)) from exc
-        sources, commit = snapshot.files, snapshot.commit
+        sources, commit, images = snapshot.files, snapshot.commit, snapshot.images
     else:
-        from agentflowd.source import discover_files
+        from agentflowd.source import DirectoryImages, discover_files
 
         if not paths:
             raise UsageError("give at least one PATH, or --git REF")
@@ -52,7 +70,18 @@ def run_validate(
             if not path.exists() and not path.is_symlink():
                 raise UsageError(f"{path}: no such file or directory")
         sources = discover_files(paths, limits)
-    report = load_sources(sources, limits)
+        if images_root is not None:
+            if not images_root.is_dir():
+                raise UsageError(f"--images-root {images_root}: not a directory")
+            images = DirectoryImages(images_root)
+        elif (top := _work_tree(paths[0])) is not None:
+            images = DirectoryImages(top)
+        elif notes is not None:
+            notes.append(
+                f"agent images not checked: {paths[0]} is not in a git work tree "
+                "(pass --images-root DIR)"
+            )
+    report = load_sources(sources, limits, images=images)
     text = render(report, fmt, verbose=verbose, now=datetime.now(UTC), commit=commit)
     return text, 0 if report.valid and report.files else 1
 
@@ -82,8 +111,18 @@ def validate(
     max_bytes: Annotated[
         int, typer.Option("--max-file-size", help="Refuse files larger than this (bytes).", min=1)
     ] = Limits().max_bytes,
+    images_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--images-root",
+            help="Where agent images (NAME/TAG/agent.py) are found; default: the git work "
+            "tree's root.",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Validate Workflow manifests; print every problem as file:line:col."""
+    notes: list[str] = []
     try:
         text, code = run_validate(
             paths or [],
@@ -92,9 +131,13 @@ def validate(
             repo=repo,
             verbose=verbose,
             limits=Limits(max_bytes=max_bytes),
+            images_root=images_root,
+            notes=notes,
         )
     except UsageError as exc:
         typer.echo(f"agentflow validate: {exc}", err=True)
         raise typer.Exit(2) from exc
+    for note in notes:
+        typer.echo(f"agentflow validate: {note}", err=True)
     typer.echo(text, nl=False)
     raise typer.Exit(code)

@@ -10,6 +10,7 @@ from agentflowd.manifest.canonical import canonical_dict, canonical_json, spec_h
 from agentflowd.manifest.cron import CronError, CronSchedule, parse_cron
 from agentflowd.manifest.dag import levels, topological_order
 from agentflowd.manifest.diagnostics import Diagnostic, Severity, format_path
+from agentflowd.manifest.images import ImageLookup, ResolvedImage, combined_hash
 from agentflowd.manifest.load import LoadedManifest, LoadReport, SourceFile, load_sources
 from agentflowd.manifest.model import API_VERSION, KIND, Agent, Workflow
 from agentflowd.manifest.schema import workflow_schema, workflow_schema_json
@@ -21,15 +22,18 @@ __all__ = [
     "CronError",
     "CronSchedule",
     "Diagnostic",
+    "ImageLookup",
     "KIND",
     "Limits",
     "LoadReport",
     "LoadedManifest",
+    "ResolvedImage",
     "Severity",
     "SourceFile",
     "Workflow",
     "canonical_dict",
     "canonical_json",
+    "combined_hash",
     "format_path",
     "levels",
     "load_sources",

@@ -2,8 +2,8 @@
 
 Within a workflow: agent names are unique, every ``dependsOn`` names an agent of the workflow,
 and the dependencies form a DAG (a cycle is reported with its path, ``a -> b -> a``).
-Across a repository: workflow names are unique, and no two webhook triggers share a path and
-method.
+Across a repository: workflow names are unique, no two webhook triggers share a path and
+method, and every agent image exists in the revision (:mod:`agentflowd.manifest.images`).
 
 The checks read the raw YAML data, not the validated model, so they still run when another
 field of the same manifest is invalid: a user sees every problem of a file in one pass. They
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflowd.manifest.diagnostics import Diagnostic, format_path
+from agentflowd.manifest.images import ImageLookup, ResolvedImage
 from agentflowd.manifest.yamlread import Document, Path
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "check_workflow",
     "find_cycles",
     "repo_facts",
+    "resolve_images",
 ]
 
 
@@ -196,6 +198,7 @@ class RepoFacts:
     file: str
     names: tuple[Claim, ...]
     webhooks: tuple[Claim, ...]
+    images: tuple[Claim, ...] = ()  # key: (image reference,)
 
 
 def repo_facts(loc: Located) -> RepoFacts:
@@ -208,7 +211,12 @@ def repo_facts(loc: Located) -> RepoFacts:
     name = _name(loc)
     names = (claim((name,), ("metadata", "name")),) if name is not None else ()
     hooks = tuple(claim((method, route), path) for path, route, method in _webhooks(loc))
-    return RepoFacts(file=loc.file, names=names, webhooks=hooks)
+    images = tuple(
+        claim((agent["image"],), ("spec", "agents", i, "image"))
+        for i, agent in _agents(loc.document.data)
+        if isinstance(agent.get("image"), str)
+    )
+    return RepoFacts(file=loc.file, names=names, webhooks=hooks, images=images)
 
 
 def _collisions(
@@ -263,6 +271,39 @@ def check_facts(facts: Sequence[RepoFacts]) -> list[tuple[int, Diagnostic]]:
         "duplicate-webhook",
     )
     return out
+
+
+def resolve_images(
+    facts: Sequence[RepoFacts], lookup: ImageLookup
+) -> tuple[list[tuple[int, Diagnostic]], list[tuple[ResolvedImage, ...]]]:
+    """Find every image the documents use: an error per missing one, the found ones per document.
+
+    Each reference is looked up once, however many workflows use it.
+    """
+    found: dict[str, ResolvedImage | str] = {}
+    errors: list[tuple[int, Diagnostic]] = []
+    resolved: list[tuple[ResolvedImage, ...]] = []
+    for index, fact in enumerate(facts):
+        mine: dict[str, ResolvedImage] = {}
+        for item in fact.images:
+            ref = item.key[0]
+            if ref not in found:
+                found[ref] = lookup.resolve(ref)
+            result = found[ref]
+            if isinstance(result, str):
+                diag = Diagnostic(
+                    file=fact.file,
+                    line=item.line,
+                    col=item.col,
+                    path=format_path(item.path),
+                    message=result,
+                    code="image-not-found",
+                )
+                errors.append((index, diag))
+            else:
+                mine[ref] = result
+        resolved.append(tuple(mine[k] for k in sorted(mine)))
+    return errors, resolved
 
 
 def check_repository(docs: Sequence[Located]) -> list[tuple[Located, Diagnostic]]:

@@ -25,8 +25,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from agentflowd.manifest.checks import Located, check_repository, check_workflow
+from agentflowd.manifest.checks import (
+    Located,
+    check_repository,
+    check_workflow,
+    repo_facts,
+    resolve_images,
+)
 from agentflowd.manifest.diagnostics import Diagnostic, Severity, format_path
+from agentflowd.manifest.images import ImageLookup, ResolvedImage
 from agentflowd.manifest.model import API_VERSION, KIND, Workflow
 from agentflowd.manifest.yamlread import Limits, Path, read_yaml
 
@@ -67,6 +74,7 @@ class LoadedManifest:
     workflow: Workflow | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     file_ok: bool = True
+    images: tuple[ResolvedImage, ...] = ()  # set when images were resolved (a revision)
 
     @property
     def valid(self) -> bool:
@@ -144,13 +152,23 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_sources(sources: Iterable[SourceFile], limits: Limits | None = None) -> LoadReport:
-    """Load every file, then run the repository-wide checks over all their documents."""
+def load_sources(
+    sources: Iterable[SourceFile],
+    limits: Limits | None = None,
+    *,
+    images: ImageLookup | None = None,
+) -> LoadReport:
+    """Load every file, then run the repository-wide checks over all their documents.
+
+    With ``images`` (the revision's image lookup), every agent image must exist in it.
+    """
     with gc_paused():
-        return _load_sources(sources, limits)
+        return _load_sources(sources, limits, images)
 
 
-def _load_sources(sources: Iterable[SourceFile], limits: Limits | None) -> LoadReport:
+def _load_sources(
+    sources: Iterable[SourceFile], limits: Limits | None, images: ImageLookup | None
+) -> LoadReport:
     files: list[str] = []
     manifests: list[LoadedManifest] = []
     file_diags: list[Diagnostic] = []
@@ -165,6 +183,12 @@ def _load_sources(sources: Iterable[SourceFile], limits: Limits | None) -> LoadR
     by_doc = {id(loc.document): m for m, loc in zip(manifests, located, strict=True)}
     for loc, diag in check_repository(located):
         by_doc[id(loc.document)].diagnostics.append(diag)
+    if images is not None:
+        missing, resolved = resolve_images([repo_facts(loc) for loc in located], images)
+        for index, diag in missing:
+            manifests[index].diagnostics.append(diag)
+        for manifest, found in zip(manifests, resolved, strict=True):
+            manifest.images = found
     for manifest in manifests:
         manifest.diagnostics.sort()
     return LoadReport(files=files, manifests=manifests, file_diagnostics=sorted(file_diags))

@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from agentflowd.manifest.cron import CronSchedule, normalize_cron, parse_cron, parse_timezone
+from agentflowd.manifest.images import IMAGE_PATTERN
 from agentflowd.manifest.quantities import (
     format_cpu,
     format_duration,
@@ -127,10 +128,7 @@ LabelValue = Annotated[
     ),
     _str_schema(_LABEL_VALUE, 63),
 ]
-_IMAGE = (
-    r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$"
-)
+_IMAGE = IMAGE_PATTERN
 ImageRef = Annotated[
     str,
     AfterValidator(

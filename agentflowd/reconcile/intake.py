@@ -15,8 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from agentflowd.manifest import Diagnostic, Limits, SourceFile, canonical_json, spec_hash
-from agentflowd.manifest.checks import RepoFacts, check_facts, repo_facts
+from agentflowd.manifest import (
+    Diagnostic,
+    ImageLookup,
+    Limits,
+    SourceFile,
+    canonical_json,
+    combined_hash,
+    spec_hash,
+)
+from agentflowd.manifest.checks import RepoFacts, check_facts, repo_facts, resolve_images
 from agentflowd.manifest.diagnostics import Severity
 from agentflowd.manifest.load import gc_paused, load_file
 from agentflowd.reconcile.plan import Desired
@@ -68,16 +76,25 @@ class Intake:
         """
         return frozenset(self._cache)
 
-    def load(self, sources: Sequence[SourceFile], *, keep_only_these: bool = True) -> IntakeResult:
+    def load(
+        self,
+        sources: Sequence[SourceFile],
+        *,
+        keep_only_these: bool = True,
+        images: ImageLookup | None = None,
+    ) -> IntakeResult:
         """The planner's input for ``sources`` (one revision's files).
 
         ``keep_only_these`` drops cached files that are not in this revision (the followed
-        branch); previews of other refs pass False.
+        branch); previews of other refs pass False. ``images`` is the revision's image lookup:
+        every agent image must exist in it, and its content becomes part of the version hash.
         """
         with gc_paused():
-            return self._load(sources, keep_only_these)
+            return self._load(sources, keep_only_these, images)
 
-    def _load(self, sources: Sequence[SourceFile], keep_only_these: bool) -> IntakeResult:
+    def _load(
+        self, sources: Sequence[SourceFile], keep_only_these: bool, images: ImageLookup | None
+    ) -> IntakeResult:
         results: list[tuple[str, _FileResult]] = []
         loaded = 0
         for source in sources:
@@ -96,7 +113,7 @@ class Intake:
             self._cache = {k: v for k, v in self._cache.items() if k in wanted}
         elif len(self._cache) > MAX_ENTRIES:
             self._cache.clear()
-        return self._combine(results, loaded)
+        return self._combine(results, loaded, images)
 
     def _derive(self, source: SourceFile) -> _FileResult:
         loaded, file_level = load_file(source, self.limits)
@@ -133,7 +150,9 @@ class Intake:
             desired=tuple(desired), facts=tuple(facts), errors=tuple(errors), broken=broken
         )
 
-    def _combine(self, results: list[tuple[str, _FileResult]], loaded: int) -> IntakeResult:
+    def _combine(
+        self, results: list[tuple[str, _FileResult]], loaded: int, images: ImageLookup | None
+    ) -> IntakeResult:
         facts: list[RepoFacts] = []
         slots: list[Desired | None] = []
         errors: list[Diagnostic] = []
@@ -144,10 +163,20 @@ class Intake:
             errors.extend(result.errors)
             if result.broken:
                 broken.add(path)
-        for index, diag in check_facts(facts):
+        problems = check_facts(facts)
+        if images is not None:
+            missing, resolved = resolve_images(facts, images)
+            problems += missing
+            for index, found in enumerate(resolved):
+                entry = slots[index]
+                if found and entry is not None and entry.spec_hash is not None:
+                    slots[index] = replace(
+                        entry, images=found, spec_hash=combined_hash(entry.spec_hash, found)
+                    )
+        for index, diag in problems:
             errors.append(diag)
             entry = slots[index]
-            if entry is not None:  # a repository-wide conflict makes the document invalid
+            if entry is not None:  # a repository-wide problem makes the document invalid
                 slots[index] = replace(
                     entry, spec_json=None, diagnostics=(*entry.diagnostics, diag.to_dict())
                 )

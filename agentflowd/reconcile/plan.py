@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentflowd.manifest.images import ResolvedImage
+
 __all__ = ["Action", "Actual", "Change", "Desired", "Plan", "plan"]
 
 
@@ -62,8 +64,9 @@ class Desired:
     file: str
     line: int = 0
     spec_json: str | None = None
-    spec_hash: str | None = None
+    spec_hash: str | None = None  # the version hash: spec and image contents
     diagnostics: tuple[dict[str, Any], ...] = ()
+    images: tuple[ResolvedImage, ...] = ()
 
     @property
     def valid(self) -> bool:

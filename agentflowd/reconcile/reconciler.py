@@ -21,8 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from agentflowd.errors import AgentFlowError, ConflictError, NotFound, PermanentError
-from agentflowd.manifest import Diagnostic, canonical_dict, load_sources, spec_hash
-from agentflowd.reconcile.apply import apply_plan
+from agentflowd.manifest import (
+    Diagnostic,
+    canonical_dict,
+    combined_hash,
+    load_sources,
+    spec_hash,
+)
+from agentflowd.reconcile.apply import apply_plan, store_images
 from agentflowd.reconcile.desired import actual_from_store
 from agentflowd.reconcile.intake import Intake, IntakeResult
 from agentflowd.reconcile.plan import Action, Plan, plan
@@ -34,6 +40,7 @@ from agentflowd.reconcile.status import (
     describe,
 )
 from agentflowd.source.git import GitSource
+from agentflowd.source.gitread import GitSnapshot
 from agentflowd.store import (
     HistoryAction,
     Origin,
@@ -149,8 +156,14 @@ class Reconciler:
         self._post(sha, RevisionState.PENDING, f"reconciling {sha[:12]}", record)
         outcome = SyncOutcome(sha=sha, record=record)
         try:
-            _commit, report, the_plan = self._plan(sha, keep_only_these=True)
-            apply_plan(the_plan, self.store, revision=sha, now=self.clock())
+            snapshot, report, the_plan = self._plan(sha, keep_only_these=True)
+            apply_plan(
+                the_plan,
+                self.store,
+                revision=sha,
+                now=self.clock(),
+                read_image=snapshot.images.read,
+            )
         except PermanentError as exc:
             return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {})
         except AgentFlowError as exc:
@@ -168,18 +181,23 @@ class Reconciler:
 
     def preview(self, revision: str) -> tuple[str, IntakeResult, Plan]:
         """What applying ``revision`` (any ref or sha) would change, without changing it."""
-        return self._plan(revision, keep_only_these=False)
+        snapshot, report, the_plan = self._plan(revision, keep_only_these=False)
+        return snapshot.commit, report, the_plan
 
-    def _plan(self, revision: str, *, keep_only_these: bool) -> tuple[str, IntakeResult, Plan]:
+    def _plan(
+        self, revision: str, *, keep_only_these: bool
+    ) -> tuple[GitSnapshot, IntakeResult, Plan]:
         snapshot = self.source.snapshot(revision, unchanged=self.intake.known())
-        report = self.intake.load(snapshot.files, keep_only_these=keep_only_these)
+        report = self.intake.load(
+            snapshot.files, keep_only_these=keep_only_these, images=snapshot.images
+        )
         the_plan = plan(
             report.desired,
             actual_from_store(self.store.workflow_heads()),
             broken_files=report.broken_files,
             prune=self.prune,
         )
-        return snapshot.commit, report, the_plan
+        return snapshot, report, the_plan
 
     def validate_refs(self, patterns: Sequence[str]) -> list[SyncOutcome]:
         """Validate (never apply) the newest commit of every ref matching ``patterns``.
@@ -236,31 +254,34 @@ class Reconciler:
         current = self.store.get_workflow(name)
         if current.origin is not Origin.GIT:
             raise ConflictError(f"workflow {name!r} is not managed by git", workflow=name)
-        spec, spec_hash, revision = self._find_version(name, to)
+        spec, version_hash, revision, images = self._find_version(name, to)
         self.store.put_workflow(
             WorkflowWrite(
                 name=name,
                 origin=Origin.GIT,
                 spec=spec,
-                spec_hash=spec_hash,
+                spec_hash=version_hash,
                 revision=revision,
                 file=current.file,
+                images=images,
             ),
             action=HistoryAction.ROLLBACK,
             now=self.clock(),
         )
         return self.store.set_pin(name, revision or to, now=self.clock())
 
-    def _find_version(self, name: str, to: str) -> tuple[dict[str, Any], str, str | None]:
+    def _find_version(
+        self, name: str, to: str
+    ) -> tuple[dict[str, Any], str, str | None, dict[str, dict[str, Any]]]:
         for entry in self.store.history(name):
             if (to.startswith("gen:") and to[4:] == str(entry.generation)) or (
                 entry.revision is not None and len(to) >= 7 and entry.revision.startswith(to)
             ):
-                return entry.spec, entry.spec_hash, entry.revision
+                return entry.spec, entry.spec_hash, entry.revision, entry.images
         if to.startswith("gen:"):
             raise NotFound(f"workflow {name!r} has no generation {to[4:]} in its history")
         snapshot = self.source.snapshot(to)
-        report = load_sources(snapshot.files, self.source.limits)
+        report = load_sources(snapshot.files, self.source.limits, images=snapshot.images)
         for manifest in report.manifests:
             if manifest.name == name:
                 if not manifest.valid or manifest.workflow is None:
@@ -269,7 +290,10 @@ class Reconciler:
                         workflow=name,
                     )
                 wf = manifest.workflow
-                return canonical_dict(wf), spec_hash(wf), snapshot.commit
+                store_images(manifest.images, self.store, snapshot.images.read, now=self.clock())
+                images = {i.ref: i.record() for i in manifest.images}
+                version = combined_hash(spec_hash(wf), manifest.images)
+                return canonical_dict(wf), version, snapshot.commit, images
         raise NotFound(f"workflow {name!r} does not exist at {to}")
 
     def unpin(self, name: str) -> SyncOutcome:

@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from agentflowd.source.files import discover_files
 from agentflowd.source.gitread import GitSnapshot, read_commit
+from agentflowd.source.images import DirectoryImages, GitImages
 
-__all__ = ["GitSnapshot", "discover_files", "read_commit"]
+__all__ = ["DirectoryImages", "GitImages", "GitSnapshot", "discover_files", "read_commit"]

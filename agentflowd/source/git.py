@@ -136,6 +136,7 @@ class GitSource:
         self.ssh = self.remote and (url.startswith("ssh://") or "://" not in url)
         self.credentials = credentials or GitCredentials.from_env()
         self.limits = limits or Limits()
+        self._image_digests: dict[str, tuple[str, int]] = {}
         if self.remote:
             digest = hashlib.sha256(url.encode()).hexdigest()[:16]
             self.repo_path = state_dir / "mirrors" / f"{digest}.git"
@@ -329,4 +330,5 @@ class GitSource:
             [self.path] if self.path else [],
             self.limits,
             unchanged=unchanged,
+            digests=self._image_digests,
         )

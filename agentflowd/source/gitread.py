@@ -21,6 +21,7 @@ from pygit2.enums import FileMode, ObjectType
 from agentflowd.errors import RevisionNotFound, SourceError
 from agentflowd.manifest import Limits, SourceFile
 from agentflowd.source.files import MANIFEST_SUFFIXES
+from agentflowd.source.images import GitImages
 
 __all__ = ["GitSnapshot", "read_commit"]
 
@@ -36,6 +37,7 @@ class GitSnapshot:
     commit: str
     ref: str
     files: list[SourceFile]
+    images: GitImages
 
 
 def read_commit(
@@ -45,11 +47,14 @@ def read_commit(
     limits: Limits | None = None,
     *,
     unchanged: Container[tuple[str, str]] = frozenset(),
+    digests: dict[str, tuple[str, int]] | None = None,
 ) -> GitSnapshot:
     """Read the manifest files of ``ref`` (a branch, tag, sha or ``HEAD~1``) in ``repo_dir``.
 
     Every file carries its blob id as ``key``; ``(path, blob id)`` pairs listed in
     ``unchanged`` are not read (``code="unchanged"``, no data): the caller has them already.
+    The snapshot's ``images`` finds agent images in the whole commit (``digests`` remembers
+    image hashes by blob id between calls).
     """
     limits = limits or Limits()
     found = pygit2.discover_repository(str(repo_dir))
@@ -93,7 +98,8 @@ def read_commit(
                 "refusing the tree",
                 revision=ref,
             )
-    return GitSnapshot(commit=str(commit.id), ref=ref, files=files)
+    images = GitImages(repo, commit.tree, digests=digests)
+    return GitSnapshot(commit=str(commit.id), ref=ref, files=files, images=images)
 
 
 def _roots(subpaths: Sequence[str], ref: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from agentflowd.store.base import HISTORY_LIMIT, Store
 from agentflowd.store.memory import MemoryStore
 from agentflowd.store.records import (
+    AgentImage,
     HistoryAction,
     HistoryEntry,
     Origin,
@@ -23,6 +24,7 @@ from agentflowd.store.records import (
 from agentflowd.store.sql import SqlStore
 
 __all__ = [
+    "AgentImage",
     "HISTORY_LIMIT",
     "HistoryAction",
     "HistoryEntry",

@@ -8,10 +8,12 @@ clock), so tests control time. Implementations: :class:`~agentflowd.store.sql.Sq
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
 from agentflowd.store.records import (
+    AgentImage,
     HistoryAction,
     HistoryEntry,
     RevisionKind,
@@ -82,6 +84,18 @@ class Store(Protocol):
 
     def history(self, name: str) -> list[HistoryEntry]:
         """Applied versions, newest first."""
+        ...
+
+    def missing_images(self, digests: Iterable[str]) -> set[str]:
+        """Which of these image digests the store does not hold yet."""
+        ...
+
+    def put_image(self, image: AgentImage, *, now: datetime) -> None:
+        """Keep an image's content (a no-op when its digest is already kept)."""
+        ...
+
+    def get_image(self, sha256: str) -> AgentImage:
+        """An image by digest (:class:`~agentflowd.errors.NotFound` when absent)."""
         ...
 
     def begin_revision(

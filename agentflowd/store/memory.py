@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from agentflowd.errors import RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.errors import NotFound, RevisionRecordNotFound, WorkflowNotFound
 from agentflowd.store.base import HISTORY_LIMIT
 from agentflowd.store.records import (
+    AgentImage,
     HistoryAction,
     HistoryEntry,
     RevisionKind,
@@ -43,6 +45,7 @@ class MemoryStore:
         self._history: dict[str, list[HistoryEntry]] = {}
         self._revisions: list[RevisionRecord] = []
         self._sources: dict[str, SourceState] = {}
+        self._images: dict[str, AgentImage] = {}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -98,6 +101,7 @@ class MemoryStore:
                 error_revision=None,
                 created_at=current.created_at if current else now,
                 updated_at=now,
+                images=copy.deepcopy(write.images),
             )
             self._workflows[write.name] = stored
             entries = self._history.setdefault(write.name, [])
@@ -111,6 +115,7 @@ class MemoryStore:
                     revision=write.revision,
                     action=action,
                     applied_at=now,
+                    images=copy.deepcopy(write.images),
                 ),
             )
             del entries[HISTORY_LIMIT:]
@@ -151,6 +156,22 @@ class MemoryStore:
     def history(self, name: str) -> list[HistoryEntry]:
         with self._lock:
             return copy.deepcopy(self._history.get(name, []))
+
+    def missing_images(self, digests: Iterable[str]) -> set[str]:
+        with self._lock:
+            return set(digests) - set(self._images)
+
+    def put_image(self, image: AgentImage, *, now: datetime) -> None:
+        _aware(now)
+        with self._lock:
+            self._images.setdefault(image.sha256, image)
+
+    def get_image(self, sha256: str) -> AgentImage:
+        with self._lock:
+            try:
+                return self._images[sha256]
+            except KeyError:
+                raise NotFound(f"agent image sha256:{sha256} is not in the store") from None
 
     def begin_revision(
         self, *, source: str, sha: str, ref: str, kind: RevisionKind, now: datetime

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "AgentImage",
     "HistoryAction",
     "HistoryEntry",
     "Origin",
@@ -67,6 +68,7 @@ class WorkflowWrite:
     spec_hash: str
     revision: str | None = None
     file: str | None = None
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)  # ref -> ResolvedImage.record
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +88,7 @@ class StoredWorkflow:
     error_revision: str | None
     created_at: datetime
     updated_at: datetime
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def pinned(self) -> bool:
@@ -118,6 +121,16 @@ class HistoryEntry:
     revision: str | None
     action: HistoryAction
     applied_at: datetime
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentImage:
+    """An agent's code, kept by content so any node can run it whatever git does later."""
+
+    sha256: str
+    kind: str  # "python" | "wasm"
+    content: bytes
 
 
 @dataclass(frozen=True, kw_only=True)

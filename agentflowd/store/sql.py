@@ -7,19 +7,26 @@ the API can read while the reconciler writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
-from agentflowd.errors import RevisionRecordNotFound, StoreUnavailable, WorkflowNotFound
+from agentflowd.errors import (
+    NotFound,
+    RevisionRecordNotFound,
+    StoreUnavailable,
+    WorkflowNotFound,
+)
 from agentflowd.store.base import HISTORY_LIMIT
 from agentflowd.store.records import (
+    AgentImage,
     HistoryAction,
     HistoryEntry,
     Origin,
@@ -31,7 +38,7 @@ from agentflowd.store.records import (
     WorkflowHead,
     WorkflowWrite,
 )
-from agentflowd.store.tables import history, revisions, sources, workflows
+from agentflowd.store.tables import agent_images, history, revisions, sources, workflows
 
 __all__ = ["SqlStore", "create_engine", "normalize_url"]
 
@@ -82,6 +89,7 @@ def _workflow(row: RowMapping) -> StoredWorkflow:
         error_revision=row["error_revision"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        images=row["images"] or {},
     )
 
 
@@ -185,6 +193,7 @@ class SqlStore:
                 "spec_hash": write.spec_hash,
                 "revision": write.revision,
                 "file": write.file,
+                "images": write.images or None,
                 "last_error": None,
                 "error_revision": None,
                 "updated_at": now,
@@ -216,6 +225,7 @@ class SqlStore:
                     revision=write.revision,
                     action=action.value,
                     applied_at=now,
+                    images=write.images or None,
                 )
             )
             conn.execute(
@@ -277,9 +287,46 @@ class SqlStore:
                     revision=row["revision"],
                     action=HistoryAction(row["action"]),
                     applied_at=row["applied_at"],
+                    images=row["images"] or {},
                 )
                 for row in rows
             ]
+
+    def missing_images(self, digests: Iterable[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        with self._tx() as conn:
+            have = conn.execute(
+                sa.select(agent_images.c.sha256).where(agent_images.c.sha256.in_(wanted))
+            ).scalars()
+            return wanted - set(have)
+
+    def put_image(self, image: AgentImage, *, now: datetime) -> None:
+        values = {
+            "sha256": image.sha256,
+            "kind": image.kind,
+            "size": len(image.content),
+            "content": image.content,
+            "created_at": now,
+        }
+        with self._tx() as conn:
+            if self.engine.dialect.name == "postgresql":
+                stmt: Any = postgresql.insert(agent_images).values(**values)
+            else:
+                stmt = sqlite.insert(agent_images).values(**values)
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
+
+    def get_image(self, sha256: str) -> AgentImage:
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(agent_images.c.kind, agent_images.c.content).where(
+                    agent_images.c.sha256 == sha256
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"agent image sha256:{sha256} is not in the store")
+        return AgentImage(sha256=sha256, kind=row.kind, content=bytes(row.content))
 
     def begin_revision(
         self, *, source: str, sha: str, ref: str, kind: RevisionKind, now: datetime

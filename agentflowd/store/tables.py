@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["history", "metadata", "revisions", "sources", "workflows"]
+__all__ = ["agent_images", "history", "metadata", "revisions", "sources", "workflows"]
 
 metadata = sa.MetaData(
     naming_convention={
@@ -91,6 +91,7 @@ workflows = sa.Table(
     sa.Column("error_revision", sa.String(64)),
     sa.Column("created_at", Timestamp(), nullable=False),
     sa.Column("updated_at", Timestamp(), nullable=False),
+    sa.Column("images", JSON),
 )
 
 history = sa.Table(
@@ -109,5 +110,16 @@ history = sa.Table(
     sa.Column("revision", sa.String(64)),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("applied_at", Timestamp(), nullable=False),
+    sa.Column("images", JSON),
     sa.UniqueConstraint("name", "generation"),
+)
+
+agent_images = sa.Table(
+    "agent_images",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Timestamp(), nullable=False),
 )

@@ -20,7 +20,7 @@ from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
 from agentflowd.store import MemoryStore, Store
-from tests.conftest import commit, git
+from tests.conftest import commit, git, init_repo
 from tests.manifests import named
 
 SECRET = "s3cret"
@@ -52,7 +52,7 @@ class Handle:
 def env(tmp_path: Path) -> Iterator[tuple[TestClient, Handle, Path]]:
     repo = tmp_path / "repo"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
     handle = Handle(repo, tmp_path / "state")
     with TestClient(create_app(handle)) as client:
@@ -76,6 +76,8 @@ def test_sync_list_describe(env):
         detail["schedules"][0]["cron"] == "0 9 * * 1-5" and len(detail["schedules"][0]["next"]) == 3
     )
     assert detail["history"][0]["action"] == "create"
+    qa = detail["images"]["agents/qa:v0.8"]
+    assert qa["path"] == "agents/qa/v0.8/agent.py" and len(qa["sha256"]) == 64
     revisions = client.get("/api/v1/revisions").json()
     assert revisions[0]["state"] == "success"
     assert client.get(f"/api/v1/revisions/{revisions[0]['id']}").json() == revisions[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -122,3 +123,20 @@ def test_build_packages_an_agent_with_its_modules(tmp_path, agentflow_cache):
 def test_build_needs_an_agent_py(tmp_path):
     result = CliRunner().invoke(app, ["build", str(tmp_path)])
     assert result.exit_code == 1 and "has no agent.py" in result.stderr
+
+
+def test_an_image_reference_runs_the_agent_the_workflow_rule_finds(agent, tmp_path):
+    image = tmp_path / "agents" / "echo" / "v1"
+    image.mkdir(parents=True)
+    (image / "agent.py").write_text(agent.read_text(encoding="utf-8"), encoding="utf-8")
+    digest = hashlib.sha256((image / "agent.py").read_bytes()).hexdigest()
+    code, out, err = run("agents/echo:v1", "--images-root", str(tmp_path), "-i", '{"q": "hi"}')
+    assert code == 0, err
+    assert json.loads(out) == {"answer": "[mock] hi"}
+    assert f"image agents/echo:v1: agents/echo/v1/agent.py sha256:{digest}" in err
+    code, out, err = run(str(image), "-i", '{"q": "dir"}')  # an image directory works too
+    assert code == 0 and json.loads(out) == {"answer": "[mock] dir"}
+    code, _, err = run("agents/echo:v2", "--images-root", str(tmp_path))
+    assert code == 2 and "image 'agents/echo:v2' not found" in err
+    code, _, err = run("Not An Image", "--images-root", str(tmp_path))
+    assert code == 2 and "no such file, and not an image reference" in err

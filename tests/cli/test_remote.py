@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentflowd.cli import app
-from tests.conftest import free_port, git
+from tests.conftest import free_port, git, init_repo
 from tests.manifests import named
 from tests.waiting import wait_for
 
@@ -26,7 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     root = tmp_path_factory.mktemp("remote")
     repo = root / "repo"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     for name in ("a", "b"):
         (repo / f"{name}.yaml").write_text(named(name), encoding="utf-8")
     git(repo, "add", "-A")
@@ -78,6 +78,7 @@ def test_list_and_describe(server):
     assert [w["name"] for w in json.loads(out)] == ["a", "b"]
     code, out, _ = cli("describe", "workflow", "a", "--server", url)
     assert code == 0 and "Schedule:    0 9 * * 1-5 (UTC), next " in out
+    assert "Image:       agents/qa:v0.8 -> agents/qa/v0.8/agent.py sha256:" in out
     code, out, _ = cli("describe", "workflow", "a", "-o", "yaml", "--server", url)
     assert "spec_hash:" in out
     code, out, _ = cli("list", "revisions", "--server", url)

@@ -45,9 +45,69 @@ def write(root: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def test_examples_are_valid():
-    code, out, _ = run("validate", str(ROOT / "examples" / "workflows"))
-    assert code == 0
+    examples = ROOT / "examples"
+    code, out, _ = run("validate", str(examples / "workflows"), "--images-root", str(examples))
+    assert code == 0, out
     assert out.splitlines()[-1] == "OK: 4 files, 4 workflows valid"
+
+
+def test_images_are_looked_up_in_the_work_tree_and_named_when_missing(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    files: dict[str, str | bytes] = {
+        "flows/a.yaml": named("a"),
+        "agents/classifier/v1.2/agent.py": "x = 1\n",
+        "agents/responder/v1.0/agent.wasm": b"\0asm",
+    }
+    write(tmp_path, files)
+    code, out, err = run("validate", str(tmp_path / "flows"))
+    assert code == 1 and err == ""
+    assert out.splitlines()[0] == (
+        f"{tmp_path}/flows/a.yaml:27:14: error: spec.agents[2].image: image 'agents/qa:v0.8' not "
+        "found: expected agents/qa/v0.8/agent.wasm or agents/qa/v0.8/agent.py in the repository"
+    )
+    write(tmp_path, {"agents/qa/v0.8/agent.py": "def run(i):\n    return i\n"})
+    code, out, _ = run("validate", str(tmp_path / "flows"))
+    assert code == 0, out
+
+
+def test_images_in_a_git_commit(git_repo):
+    repo = git_repo({"w/a.yaml": named("a")})
+    git(repo, "rm", "-q", "agents/qa/v0.8/agent.py")
+    git(repo, "commit", "-q", "-m", "drop qa")
+    code, out, _ = run("validate", "--git", "HEAD", "--repo", str(repo), "w")
+    assert code == 1 and "image 'agents/qa:v0.8' not found" in out
+    code, out, _ = run("validate", "--git", "HEAD~1", "--repo", str(repo), "w")
+    assert code == 0, out
+
+
+def test_outside_a_work_tree_images_are_not_checked_and_it_says_so(tmp_path):
+    write(tmp_path, {"a.yaml": named("a")})
+    code, _out, err = run("validate", str(tmp_path))
+    assert code == 0
+    assert "agent images not checked" in err and "--images-root" in err
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"agents/qa/v0.8": "a file, not a directory"}, "not found"),
+        ({"agents/qa/v0.8/agent.py/x": "a directory named agent.py"}, "is not a file"),
+    ],
+)
+def test_images_that_are_not_files(tmp_path, files, message):
+    write(tmp_path, {"a.yaml": named("a"), **files})
+    code, out, _ = run("validate", str(tmp_path), "--images-root", str(tmp_path))
+    assert code == 1 and message in out
+
+
+def test_a_symlinked_image_is_refused(tmp_path):
+    write(tmp_path, {"a.yaml": named("a"), "outside/agent.py": "x = 1\n"})
+    for image in ("classifier/v1.2", "responder/v1.0"):
+        write(tmp_path, {f"agents/{image}/agent.py": "x = 1\n"})
+    (tmp_path / "agents/qa/v0.8").mkdir(parents=True)
+    (tmp_path / "agents/qa/v0.8/agent.py").symlink_to(tmp_path / "outside/agent.py")
+    code, out, _ = run("validate", str(tmp_path), "--images-root", str(tmp_path))
+    assert code == 1 and "agents/qa/v0.8/agent.py is a symlink" in out
 
 
 def test_invalid_manifest_exits_1_with_file_line_col(tmp_path):
@@ -146,7 +206,13 @@ def test_github_annotations_escape_their_syntax():
 
 
 def test_verbose_describes_workflows():
-    code, out, _ = run("validate", "-v", str(ROOT / "examples" / "workflows"))
+    code, out, _ = run(
+        "validate",
+        "-v",
+        str(ROOT / "examples" / "workflows"),
+        "--images-root",
+        str(ROOT / "examples"),
+    )
     assert code == 0
     assert "workflow customer-support-pipeline (valid)" in out
     assert "[ticket-classifier] -> [response-generator] -> [quality-checker]" in out
@@ -229,7 +295,13 @@ def test_validate_git_subpath_and_bad_ref(git_repo):
 def test_console_scripts_end_to_end(tmp_path):
     env = {**os.environ, "NO_COLOR": "1"}
     done = subprocess.run(
-        [BIN / "agentflowd", "check", ROOT / "examples" / "workflows"],
+        [
+            BIN / "agentflowd",
+            "check",
+            ROOT / "examples" / "workflows",
+            "--images-root",
+            ROOT / "examples",
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, git
+from tests.conftest import free_port, git, init_repo
 from tests.manifests import named
 from tests.waiting import wait_for
 
@@ -45,7 +45,7 @@ class NotifySocket:
 def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     path.mkdir()
-    git(path, "init", "-q", "-b", "main")
+    init_repo(path)
     (path / "a.yaml").write_text(named("a"), encoding="utf-8")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "first")
@@ -265,7 +265,7 @@ def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
     """SIGKILL the daemon while it applies 200 workflows, three times; the next start converges."""
     repo = tmp_path / "big"
     repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     for i in range(200):
         (repo / f"w{i:03d}.yaml").write_text(named(f"w{i:03d}"), encoding="utf-8")
     git(repo, "add", "-A")

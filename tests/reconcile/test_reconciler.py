@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from agentflowd.reconcile import GitNotesSink, MemorySink, Reconciler
 from agentflowd.source.git import GitSource
 from agentflowd.store import MemoryStore, RevisionState, Store
-from tests.conftest import commit, git
+from tests.conftest import commit, git, init_repo
 from tests.manifests import VALID, named
 
 
@@ -27,7 +28,7 @@ class Clock:
 def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     path.mkdir()
-    git(path, "init", "-q", "-b", "main")
+    init_repo(path)
     return path
 
 
@@ -310,3 +311,67 @@ def test_a_state_directory_follows_one_repository(repo, tmp_path):
         _refuse_another_repository(
             reconciler.store, GitSource(str(other), state_dir=tmp_path / "s")
         )
+
+
+def test_images_are_resolved_recorded_and_stored_by_content(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    reconciler, _ = make(repo, tmp_path)
+    assert reconciler.sync().state is RevisionState.SUCCESS
+    stored = reconciler.store.get_workflow("a")
+    qa = stored.images["agents/qa:v0.8"]
+    content = (repo / "agents/qa/v0.8/agent.py").read_bytes()
+    assert qa["path"] == "agents/qa/v0.8/agent.py" and qa["kind"] == "python"
+    assert qa["sha256"] == hashlib.sha256(content).hexdigest() and qa["size"] == len(content)
+    assert reconciler.store.get_image(qa["sha256"]).content == content
+    assert sorted(stored.images) == [
+        "agents/classifier:v1.2",
+        "agents/qa:v0.8",
+        "agents/responder:v1.0",
+    ]
+
+    # new code under the same tag is a new version of every workflow that uses it
+    commit(repo, {"agents/qa/v0.8/agent.py": "def run(input):\n    return {'ok': True}\n"})
+    outcome = reconciler.sync()
+    assert outcome.plan.counts() == {"update": 2}
+    after = reconciler.store.get_workflow("a")
+    assert after.generation == 2 and after.spec == stored.spec
+    assert after.images["agents/qa:v0.8"]["sha256"] != qa["sha256"]
+    # a built component beside it takes over
+    commit(repo, {"agents/qa/v0.8/agent.wasm": "\0asm"})
+    reconciler.sync()
+    assert reconciler.store.get_workflow("a").images["agents/qa:v0.8"]["kind"] == "wasm"
+    # rolling back restores the images of that version
+    reconciler.rollback("a", "gen:1")
+    assert reconciler.store.get_workflow("a").images == stored.images
+
+
+def test_a_missing_image_is_a_validation_error_at_reconcile_time(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, sink = make(repo, tmp_path)
+    reconciler.sync()
+    commit(repo, {"agents/qa/v0.8/agent.py": None})
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.FAILURE
+    assert outcome.plan.counts() == {"keep-invalid": 1}
+    assert sink.posted[-1].description.startswith(
+        "a.yaml:27: image 'agents/qa:v0.8' not found: expected agents/qa/v0.8/agent.wasm"
+    )
+    kept = reconciler.store.get_workflow("a")
+    assert kept.generation == 1 and kept.last_error[0]["code"] == "image-not-found"
+    # a new workflow with a missing image is never applied
+    commit(repo, {"c.yaml": named("c").replace("agents/qa:v0.8", "agents/nope")})
+    outcome = reconciler.sync()
+    assert "c" not in reconciler.store.workflows()
+    assert any("agents/nope/latest/agent.py" in d.message for d in outcome.diagnostics)
+
+
+def test_pull_request_validation_checks_images(repo, tmp_path):
+    commit(repo, {"a.yaml": named("a")})
+    reconciler, sink = make(repo, tmp_path)
+    reconciler.sync()
+    git(repo, "checkout", "-q", "-b", "feature")
+    sha = commit(repo, {"b.yaml": named("b").replace("agents/qa:v0.8", "agents/qa:v0.9")})
+    git(repo, "checkout", "-q", "main")
+    [outcome] = reconciler.validate_refs(["refs/heads/feature"])
+    assert outcome.sha == sha and outcome.state is RevisionState.FAILURE
+    assert "image 'agents/qa:v0.9' not found" in sink.posted[-1].description

@@ -9,7 +9,7 @@ import pytest
 
 from agentflowd.errors import SourceError
 from agentflowd.source.git import GitCredentials, GitSource, is_remote
-from tests.conftest import git
+from tests.conftest import git, write_agents
 from tests.gitserver import serve_git
 from tests.manifests import named
 
@@ -22,6 +22,7 @@ def upstream(tmp_path: Path) -> tuple[Path, Path]:
     git(served, "init", "-q", "--bare", "-b", "main", "wf.git")
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(served / "wf.git"), "work")
+    write_agents(work)
     (work / "a.yaml").write_text(named("a"), encoding="utf-8")
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "a")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentflowd.errors import RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.errors import NotFound, RevisionRecordNotFound, WorkflowNotFound
 from agentflowd.store import (
     HISTORY_LIMIT,
+    AgentImage,
     HistoryAction,
     Origin,
     RevisionKind,
@@ -188,3 +191,26 @@ def test_set_file(store: Store):
     store.put_workflow(write(), action=HistoryAction.CREATE, now=T0)
     moved = store.set_file("wf", "elsewhere.yaml", now=T0)
     assert moved.file == "elsewhere.yaml" and moved.generation == 1
+
+
+def test_agent_images_are_kept_by_content(store: Store):
+    content = bytes(range(256)) * 40  # binary, with NULs
+    digest = hashlib.sha256(content).hexdigest()
+    assert store.missing_images([digest, "0" * 64]) == {digest, "0" * 64}
+    store.put_image(AgentImage(sha256=digest, kind="wasm", content=content), now=T0)
+    store.put_image(AgentImage(sha256=digest, kind="wasm", content=content), now=T0)  # no-op
+    assert store.missing_images([digest, "0" * 64]) == {"0" * 64}
+    assert store.missing_images([]) == set()
+    got = store.get_image(digest)
+    assert (got.kind, got.content) == ("wasm", content)
+    with pytest.raises(NotFound, match="not in the store"):
+        store.get_image("0" * 64)
+
+
+def test_versions_carry_their_images(store: Store):
+    images = {"agents/a:v1": {"path": "agents/a/v1/agent.py", "kind": "python", "sha256": "ab"}}
+    first = store.put_workflow(replace(write(), images=images), action=HistoryAction.CREATE, now=T0)
+    assert first.images == images
+    second = store.put_workflow(write(n=2), action=HistoryAction.UPDATE, now=T0)
+    assert second.images == {}
+    assert [h.images for h in store.history("wf")] == [{}, images]

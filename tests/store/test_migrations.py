@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,13 @@ def tables(engine: sa.Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(engine):
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
-    assert tables(engine) == {"sources", "revisions", "workflows", "workflow_history"}
+    assert tables(engine) == {
+        "sources",
+        "revisions",
+        "workflows",
+        "workflow_history",
+        "agent_images",
+    }
     migrate.downgrade(engine, "base")
     assert migrate.current_revision(engine) is None
     assert tables(engine) == set()
@@ -49,6 +56,25 @@ def test_migrations_create_exactly_the_declared_schema(engine):
             MigrationContext.configure(conn, opts={"compare_type": True}), metadata
         )
     assert diff == []
+
+
+def test_workflows_stored_before_images_existed_survive_the_upgrade(engine):
+    migrate.upgrade(engine, "0001")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO workflows (name, origin, spec, spec_hash, generation, suspended,"
+                " created_at, updated_at) VALUES ('old', 'git', '{}', 'h', 1, false, :t, :t)"
+            ),
+            {"t": now.replace(tzinfo=None)},
+        )
+    migrate.upgrade(engine)
+    old = SqlStore(engine).get_workflow("old")
+    assert (old.spec_hash, old.images) == ("h", {})
+    migrate.downgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM workflows")).scalars().all() == ["old"]
 
 
 def test_upgrade_is_idempotent(engine):
