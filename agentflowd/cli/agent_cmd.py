@@ -121,9 +121,9 @@ def run(
         SandboxEngine,
         StepLimits,
         make_http_fetch,
-        run_step,
     )
     from sandbox.errors import SandboxError
+    from sandbox.isolate import ProcessSandbox, run_component
     from sandbox.pybuild import default_cache_dir
     from sandbox.python import PythonRuntime
 
@@ -167,9 +167,13 @@ def run(
             wasm = agent.read_bytes()
             if not engine.is_cached(wasm):
                 progress(f"compiling {agent.name} (first use)")
-            component = engine.load(wasm)
-            deadline["ends"] = time.monotonic() + limits.timeout_seconds
-            report = run_step(engine, component, text, ctx)
+            engine.load(wasm)
+            processes = ProcessSandbox(default_cache_dir() / "compiled")
+            try:
+                deadline["ends"] = time.monotonic() + limits.timeout_seconds
+                report = run_component(engine, wasm, text, ctx, processes)
+            finally:
+                processes.close()
         else:
             runtime = PythonRuntime(engine, progress=progress)
             runtime.component()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,13 @@ def test_an_image_reference_runs_the_agent_the_workflow_rule_finds(agent, tmp_pa
     assert code == 2 and "image 'agents/echo:v2' not found" in err
     code, _, err = run("Not An Image", "--images-root", str(tmp_path))
     assert code == 2 and "no such file, and not an image reference" in err
+
+
+def test_a_component_sleeping_in_wasi_stops_at_its_timeout(tmp_path, agentflow_cache):
+    path = tmp_path / "sleeper.wasm"
+    path.write_text(wat.sleeper(60), encoding="utf-8")
+    started = time.monotonic()
+    code, out, err = run(str(path), "--timeout", "300ms")
+    assert code == 1 and out == ""
+    assert "outcome: timeout: the step ran past its timeout (blocked in a WASI wait" in err
+    assert time.monotonic() - started < 5  # not 60 s (the worker starts in about 0.2 s)

@@ -7,10 +7,33 @@ pointer and length) and 2048 is returned. Strings the module needs live in data 
 
 from __future__ import annotations
 
+_WASI_IMPORTS = r"""
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (export "pollable" (type (eq $pollable)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 0))))))"""
+_WASI_LOWER = r"""
+  (alias export $clock "subscribe-duration" (func $subscribe))
+  (alias export $poll "[method]pollable.block" (func $block))
+  (core func $subscribe_low (canon lower (func $subscribe)))
+  (core func $block_low (canon lower (func $block)))"""
+_WASI_MAIN = r"""
+    (import "wasi" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "wasi" "block" (func $block (param i32)))"""
+_WASI_WITH = r"""
+    (with "wasi" (instance (export "subscribe" (func $subscribe_low)) (export "block" (func $block_low))))"""
 
-def component(run_body: str, *, data: str = "", extra: str = "", pages: int = 1) -> str:
+
+def component(
+    run_body: str, *, data: str = "", extra: str = "", pages: int = 1, wasi: bool = False
+) -> str:
+    """``wasi``: also import WASI's clock and poll, as ``$subscribe`` (ns -> pollable) and
+    ``$block`` (pollable) in the core module: a component that can block its thread."""
     return rf"""
-(component
+(component{_WASI_IMPORTS if wasi else ""}
   (import "agentflow:agent/host@0.1.0" (instance $host
     (export "llm-complete" (func (param "request-json" string) (result (result string (error string)))))
     (export "log" (func (param "level" string) (param "message" string)))
@@ -32,12 +55,12 @@ def component(run_body: str, *, data: str = "", extra: str = "", pages: int = 1)
   (alias export $host "write-file" (func $write))
   (core func $llm_low (canon lower (func $llm) (memory $memory) (realloc $realloc) string-encoding=utf8))
   (core func $log_low (canon lower (func $log) (memory $memory) string-encoding=utf8))
-  (core func $write_low (canon lower (func $write) (memory $memory) (realloc $realloc) string-encoding=utf8))
+  (core func $write_low (canon lower (func $write) (memory $memory) (realloc $realloc) string-encoding=utf8)){_WASI_LOWER if wasi else ""}
   (core module $Main
     (import "env" "memory" (memory 1))
     (import "host" "llm" (func $llm (param i32 i32 i32)))
     (import "host" "log" (func $log (param i32 i32 i32 i32)))
-    (import "host" "write" (func $write (param i32 i32 i32 i32 i32)))
+    (import "host" "write" (func $write (param i32 i32 i32 i32 i32))){_WASI_MAIN if wasi else ""}
     {data}
     {extra}
     (func $ok (param $p i32) (param $n i32) (result i32)
@@ -55,7 +78,7 @@ def component(run_body: str, *, data: str = "", extra: str = "", pages: int = 1)
   (core instance $main (instantiate $Main
     (with "env" (instance (export "memory" (memory $memory))))
     (with "host" (instance (export "llm" (func $llm_low)) (export "log" (func $log_low))
-                           (export "write" (func $write_low))))))
+                           (export "write" (func $write_low)))){_WASI_WITH if wasi else ""}))
   (func (export "run") (param "input" string) (result (result string (error string)))
     (canon lift (core func $main "run") (memory $memory) (realloc $realloc) string-encoding=utf8)))
 """
@@ -122,3 +145,17 @@ MEMORY_HOG = component(
 TRAPPING = component("(unreachable)")
 
 BIG_MEMORY = component("(call $ok (local.get $p) (local.get $n))", pages=256)  # 16 MiB at start
+
+
+# blocks in WASI for `seconds` (C's sleep()), then echoes: epochs cannot stop it in-process
+def sleeper(seconds: float) -> str:
+    return component(
+        f"""(call $block (call $subscribe (i64.const {int(seconds * 1e9)})))
+      (call $ok (local.get $p) (local.get $n))""",
+        wasi=True,
+    )
+
+
+# can block (imports WASI poll) but does not: calls llm-complete `count` times like llm_caller
+def isolated_llm_caller(count: int) -> str:
+    return llm_caller(count).replace("(component", "(component" + _WASI_IMPORTS, 1)

@@ -1,0 +1,331 @@
+"""Steps in killable worker processes, for components that can block inside WASI.
+
+Epoch interruption stops a step only while it runs WebAssembly. A component that calls WASI's
+blocking waits (``wasi:io/poll``: ``poll``, ``pollable.block`` on a clock, so C's ``sleep`` or a
+JavaScript timer) sits in wasmtime's native code until the wait ends, past any deadline; and a
+wasmtime-py linker cannot replace those functions (measured: shadowing ``wasi:io/poll`` breaks
+its ``pollable`` resource type for every other WASI interface). So such components run in a
+worker process (:mod:`sandbox.worker`) that the host kills at the deadline (plus
+``grace_seconds``): the step ends as Timeout on time, and the worker is replaced.
+
+Components that import no ``wasi:io/poll`` cannot block and run in-process, as does the Python
+runtime, whose ``time.sleep`` spins (:mod:`sandbox.pyruntime.agentflow_guest`).
+
+LLM and HTTP calls of a worker's step are answered here, by the step's own callbacks, so the
+router, budgets and HTTP policy stay in the host; limits are counted in the worker exactly as
+in-process. Scratch files stay in the worker (they live for one step).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from wasmtime.component import Component
+
+from sandbox.context import HostCallError, NetworkDenied, RunContext
+from sandbox.engine import SandboxEngine
+from sandbox.errors import SandboxError
+from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
+from sandbox.runner import run_step
+
+__all__ = ["ProcessSandbox", "blocking_imports", "run_component"]
+
+#: How long a new worker may take to start (import wasmtime, make its engine).
+START_SECONDS = 60.0
+
+
+def blocking_imports(engine: SandboxEngine, component: Component) -> list[str]:
+    """The WASI interfaces through which ``component`` could block its thread."""
+    names = component.type.imports(engine.engine)
+    return sorted(name for name in names if name.startswith("wasi:io/poll@"))
+
+
+def run_component(
+    engine: SandboxEngine,
+    wasm: bytes,
+    input_json: str,
+    ctx: RunContext,
+    processes: ProcessSandbox,
+    *,
+    args: tuple[str, ...] | None = None,
+) -> StepReport:
+    """Run a user's component: in-process when it cannot block, else in a worker process."""
+    component = engine.load(wasm)
+    if processes.can_block(engine, component):
+        return processes.run(engine, wasm, input_json, ctx, args=args)
+    return run_step(engine, component, input_json, ctx, args=args)
+
+
+class _Worker:
+    def __init__(self, cache_dir: Path | None) -> None:
+        parent, child = socket.socketpair()
+        with child:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own module, no shell
+                [
+                    sys.executable,
+                    "-m",
+                    "sandbox.worker",
+                    str(child.fileno()),
+                    str(cache_dir) if cache_dir else "-",
+                ],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        self.conn = Connection(parent.detach())
+        self.known: set[str] = set()
+        self.started = False
+
+    def wait_started(self) -> None:
+        """Wait for the worker's first message (it has made its engine)."""
+        if self.started:
+            return
+        if not self.conn.poll(START_SECONDS):
+            self.kill()
+            raise SandboxError("the sandbox worker process did not start")
+        try:
+            self.conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            self.kill()
+            raise SandboxError("the sandbox worker process exited while starting") from exc
+        self.started = True
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.conn.close()
+
+    def close(self) -> None:
+        if not self.started:  # still importing: nothing to finish
+            self.kill()
+            return
+        self.conn.close()  # the worker exits on EOF
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class ProcessSandbox:
+    """A small pool of worker processes. Thread-safe: each step takes a worker of its own."""
+
+    def __init__(
+        self, cache_dir: Path | None = None, *, grace_seconds: float = 0.02, max_idle: int = 4
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.grace_seconds = grace_seconds
+        self.max_idle = max_idle
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._blocking: dict[int, bool] = {}
+        self._closed = False
+        self.killed = 0  # workers killed at a deadline (for metrics and tests)
+
+    def can_block(self, engine: SandboxEngine, component: Component) -> bool:
+        """Whether ``component`` imports WASI's blocking waits (remembered per component)."""
+        known = self._blocking.get(id(component))
+        if known is None:
+            known = self._blocking[id(component)] = bool(blocking_imports(engine, component))
+        return known
+
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers running a step now."""
+        with self._lock:
+            return [w.proc.pid for w in self._busy]
+
+    def close(self) -> None:
+        """Stop every worker (a busy one is killed: its step ends as a Trap)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            busy = list(self._busy)
+        for worker in idle:
+            worker.close()
+        for worker in busy:
+            worker.proc.kill()
+
+    def warm(self) -> None:
+        """Start a worker now, so the first step does not wait for one."""
+        self._release(self._take())
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = _Worker(self.cache_dir)
+        with self._lock:
+            self._busy.add(worker)
+        try:
+            worker.wait_started()
+        except SandboxError:
+            self._forget(worker)
+            raise
+        return worker
+
+    def _replace(self) -> None:
+        """Start a worker for the one just killed; it gets ready while the host goes on."""
+        with self._lock:
+            if self._closed or len(self._idle) >= self.max_idle:
+                return
+        try:
+            worker = _Worker(self.cache_dir)
+        except OSError:
+            return  # the next step starts one itself, and reports why if it cannot
+        self._release(worker)
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if not self._closed and len(self._idle) < self.max_idle:
+                self._idle.append(worker)
+                return
+        worker.close()
+
+    def run(
+        self,
+        engine: SandboxEngine,
+        wasm: bytes,
+        input_json: str,
+        ctx: RunContext,
+        *,
+        args: tuple[str, ...] | None = None,
+    ) -> StepReport:
+        """Run ``wasm`` as :func:`sandbox.runner.run_step` would, in a worker process.
+
+        ``engine`` compiles (and caches) the component first, so a worker only loads it.
+        """
+        engine.load(wasm)  # compile errors surface here, and the worker finds the cache warm
+        key = engine.cache_key(wasm)
+        worker = self._take()
+        job = {
+            "op": "run",
+            "key": key,
+            "wasm_follows": key not in worker.known,
+            "input": input_json,
+            "limits": asdict(ctx.limits),
+            "config": ctx.config_json,
+            "args": list(args) if args is not None else None,
+        }
+        started = time.perf_counter()
+        try:
+            worker.conn.send_bytes(json.dumps(job).encode())
+            if job["wasm_follows"]:
+                worker.conn.send_bytes(wasm)
+                worker.known.add(key)
+            report = self._serve(worker, ctx, started)
+        except SandboxError:
+            worker.kill()  # it said something we cannot trust to continue from
+            self._forget(worker)
+            raise
+        except (EOFError, OSError):
+            worker.kill()
+            code = worker.proc.returncode
+            self._forget(worker)
+            return _report(
+                Outcome(
+                    kind=OutcomeKind.TRAP,
+                    detail=f"the sandbox worker process died (exit status {code})",
+                ),
+                started,
+                ctx,
+            )
+        if report is None:  # killed at its deadline
+            self.killed += 1
+            worker.kill()
+            self._forget(worker)
+            self._replace()
+            return _report(
+                Outcome(
+                    kind=OutcomeKind.TIMEOUT,
+                    detail="the step ran past its timeout (blocked in a WASI wait; "
+                    "its worker process was killed)",
+                ),
+                started,
+                ctx,
+            )
+        self._release(worker)
+        return report
+
+    def _serve(self, worker: _Worker, ctx: RunContext, started: float) -> StepReport | None:
+        """Answer the worker's host calls until it is done; None when the deadline passed."""
+        deadline = time.monotonic() + ctx.limits.timeout_seconds + self.grace_seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not worker.conn.poll(remaining):
+                return None
+            message: dict[str, Any] = json.loads(worker.conn.recv_bytes())
+            op = message.get("op")
+            if op == "call":
+                reply = _answer(ctx, message["kind"], message["request"])
+                worker.conn.send_bytes(json.dumps(reply).encode())
+                # time spent here is the host's: the worker's own epoch deadline still holds
+                deadline = max(deadline, time.monotonic() + self.grace_seconds)
+            elif op == "started":
+                deadline = time.monotonic() + ctx.limits.timeout_seconds + self.grace_seconds
+            elif op == "done":
+                return _from_done(message, ctx)
+            elif op == "error":
+                raise SandboxError(str(message.get("message")))
+            else:
+                raise SandboxError(f"unexpected message from the sandbox worker: {op!r}")
+
+
+def _answer(ctx: RunContext, kind: str, request: str) -> dict[str, Any]:
+    ctx.counts[
+        LimitKind.LLM_CALLS.value if kind == "llm" else LimitKind.NETWORK_REQUESTS.value
+    ] += 1
+    fn = ctx.callbacks.llm_complete if kind == "llm" else ctx.callbacks.http_fetch
+    try:
+        return {"ok": True, "payload": fn(request)}
+    except NetworkDenied as exc:
+        if ctx.denied is None:
+            ctx.denied = str(exc)
+        return {"ok": False, "denied": True, "payload": str(exc)}
+    except HostCallError as exc:
+        return {"ok": False, "payload": str(exc)}
+    except Exception as exc:  # a callback's bug is the guest's error value, as in-process
+        return {"ok": False, "payload": f"host error: {type(exc).__name__}: {exc}"}
+
+
+def _from_done(message: dict[str, Any], ctx: RunContext) -> StepReport:
+    limit = message.get("limit")
+    ctx.counts.update(message["counts"])
+    ctx.append_log(message["log"])
+    return StepReport(
+        outcome=Outcome(
+            kind=OutcomeKind(message["kind"]),
+            output=message.get("output"),
+            detail=message.get("detail") or "",
+            limit=LimitKind(limit) if limit else None,
+        ),
+        elapsed_seconds=float(message["elapsed"]),
+        fuel_used=int(message["fuel"]),
+        counts=dict(message["counts"]),
+        log=message["log"],
+        log_truncated=bool(message["log_truncated"]) or ctx.log_truncated,
+    )
+
+
+def _report(outcome: Outcome, started: float, ctx: RunContext) -> StepReport:
+    return StepReport(
+        outcome=outcome,
+        elapsed_seconds=time.perf_counter() - started,
+        fuel_used=0,
+        counts=dict(ctx.counts),
+        log=ctx.log,
+        log_truncated=ctx.log_truncated,
+    )
