@@ -21,6 +21,8 @@ sys.path.insert(0, str(_here.parent))
 
 from bench.validate import machine  # noqa: E402
 from sandbox import HostCallbacks, RunContext, SandboxEngine, StepLimits, run_step  # noqa: E402
+from sandbox.isolate import ProcessSandbox  # noqa: E402
+from sandbox.runner import prepare_step  # noqa: E402
 from tests.sandbox import wat  # noqa: E402
 
 
@@ -49,6 +51,19 @@ def main() -> None:
     print(
         f"fresh step (store + linker + instantiate + run), trivial component: "
         f"p50 {us(statistics.median(steps))}, p90 {us(steps[int(len(steps) * 0.9)])}"
+    )
+
+    prepared = []
+    for _ in range(args.runs):
+        ready = prepare_step(engine, echo, RunContext(limits=StepLimits()))
+        t = time.perf_counter()
+        report = ready.run('{"task": "x"}')
+        prepared.append(time.perf_counter() - t)
+        assert report.outcome.ok
+    prepared.sort()
+    print(
+        "step on an instance prepared ahead (run only), trivial component: "
+        f"p50 {us(statistics.median(prepared))}, p90 {us(prepared[int(len(prepared) * 0.9)])}"
     )
 
     calls = 200
@@ -80,8 +95,45 @@ def main() -> None:
             f"timeout {timeout:.2f} s: stopped {statistics.median(over) * 1e3:+.1f} ms "
             f"from the deadline (max {max(over) * 1e3:+.1f} ms)"
         )
+    isolated(engine)
     python_steps(engine, args.runs)
     engine.close()
+
+
+def isolated(engine: SandboxEngine) -> None:
+    """Components that can block in WASI: worker-process steps and their timeout."""
+    processes = ProcessSandbox()
+    t = time.perf_counter()
+    processes.warm()
+    print(f"sandbox worker process start: {(time.perf_counter() - t) * 1e3:.0f} ms")
+    caller = wat.isolated_llm_caller(1).encode()
+    cb = HostCallbacks(llm_complete=lambda r: r)
+    steps = []
+    for _ in range(300):
+        ctx = RunContext(limits=StepLimits(), callbacks=cb)
+        t = time.perf_counter()
+        report = processes.run(engine, caller, "{}", ctx)
+        steps.append(time.perf_counter() - t)
+        assert report.outcome.ok
+    steps.sort()
+    print(
+        "worker-process step (component importing wasi:io/poll, 1 LLM call): "
+        f"p50 {us(statistics.median(steps))}, p90 {us(steps[int(len(steps) * 0.9)])}"
+    )
+    sleeper = wat.sleeper(60).encode()
+    over = []
+    for _ in range(5):
+        processes.warm()
+        ctx = RunContext(limits=StepLimits(timeout_seconds=0.2))
+        t = time.perf_counter()
+        report = processes.run(engine, sleeper, "{}", ctx)
+        over.append(time.perf_counter() - t - 0.2)
+        assert report.outcome.kind.value == "timeout"
+    print(
+        f"blocked in a WASI sleep, timeout 0.2 s: stopped {statistics.median(over) * 1e3:+.1f} ms "
+        f"from the deadline (max {max(over) * 1e3:+.1f} ms; worker killed)"
+    )
+    processes.close()
 
 
 def python_steps(engine: SandboxEngine, runs: int) -> None:
@@ -122,6 +174,19 @@ def python_steps(engine: SandboxEngine, runs: int) -> None:
         p50, p90 = statistics.median(steps) * 1e3, steps[int(len(steps) * 0.9)] * 1e3
         print(
             "Python agent step (fresh instance, exec source, 1 LLM + 1 log call): "
+            f"p50 {p50:.1f} ms, p90 {p90:.1f} ms"
+        )
+        ahead = []
+        for n in range(min(runs, 300)):
+            ready = runtime.prepare(RunContext(limits=StepLimits(), callbacks=cb))
+            t = time.perf_counter()
+            report = ready.run(source, json.dumps({"n": n}))
+            ahead.append(time.perf_counter() - t)
+            assert report.outcome.ok, report.outcome
+        ahead.sort()
+        p50, p90 = statistics.median(ahead) * 1e3, ahead[int(len(ahead) * 0.9)] * 1e3
+        print(
+            "Python agent step on an instance prepared ahead (run only): "
             f"p50 {p50:.1f} ms, p90 {p90:.1f} ms"
         )
 

@@ -17,7 +17,7 @@ from sandbox.context import RunContext
 from sandbox.engine import SandboxEngine
 from sandbox.outcome import StepReport
 from sandbox.pybuild import build_runtime
-from sandbox.runner import run_step
+from sandbox.runner import PreparedStep, prepare_step, run_step
 
 __all__ = ["MIN_MEMORY_BYTES", "PythonRuntime"]
 
@@ -48,6 +48,10 @@ class PythonRuntime:
                 self.progress("compiling the Python agent runtime (first use, ~20 s)")
             self._component = self.engine.load(wasm)
         return self._component
+
+    def prepare(self, ctx: RunContext) -> PreparedStep:
+        """A fresh instance for one step, made ahead; run it with ``.run(source, input)``."""
+        return prepare_step(self.engine, self.component(), ctx)
 
     def run(self, source: str, input_json: str, ctx: RunContext) -> StepReport:
         """Run ``source``'s ``run(input)`` in a fresh instance under ``ctx.limits``."""

@@ -23,7 +23,7 @@ from sandbox.context import RunContext
 from sandbox.engine import TICK_SECONDS, SandboxEngine
 from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
 
-__all__ = ["HOST_INTERFACE", "run_step"]
+__all__ = ["HOST_INTERFACE", "PreparedStep", "prepare_step", "run_step"]
 
 HOST_INTERFACE = "agentflow:agent/host@0.1.0"
 
@@ -73,6 +73,93 @@ def _classify(exc: Exception) -> Outcome:
     return Outcome(kind=OutcomeKind.TRAP, detail=cause[:MAX_DETAIL])
 
 
+class PreparedStep:
+    """A fresh store and instance made ahead of a step (never reused across steps).
+
+    :func:`prepare_step` does the costly part (store, linker, instantiation) so it can happen
+    before the step is due; :meth:`run` then sets the deadline and fuel afresh and calls
+    ``run``. ``bench/sandbox.py`` measures what this saves.
+    """
+
+    def __init__(
+        self,
+        engine: SandboxEngine,
+        component: Component,
+        ctx: RunContext,
+        started: float,
+    ) -> None:
+        self.ctx = ctx
+        self.started = started
+        self.failure: Outcome | None = None
+        self.func: Any = None
+        limits = ctx.limits
+        store = Store(engine.engine)
+        # One linear memory (the limit is per memory), few instances and tables, bounded
+        # tables: the Python runtime needs 1 memory, <= 20 instances, <= 5 tables (measured).
+        store.set_limits(
+            memory_size=limits.memory_bytes,
+            memories=1,
+            instances=32,
+            tables=8,
+            table_elements=250_000,
+        )
+        store.set_fuel(limits.fuel)
+        wasi = WasiConfig()  # nothing granted
+        wasi.stdout_custom = ctx.capture
+        wasi.stderr_custom = ctx.capture
+        store.set_wasi(wasi)
+        self._set_deadline(store)
+        self.store = store
+        self.used = False
+        try:
+            instance = _linker(engine, ctx).instantiate(store, component)
+            self.func = instance.get_func(store, "run")
+            if self.func is None:
+                self.failure = Outcome(
+                    kind=OutcomeKind.TRAP, detail="the component exports no run function"
+                )
+        except WasmtimeError as exc:
+            self.failure = _classify(exc)
+
+    def _set_deadline(self, store: Store) -> None:
+        timeout = self.ctx.limits.timeout_seconds
+        store.set_epoch_deadline(max(1, math.ceil(timeout / TICK_SECONDS)))
+
+    def run(self, *args: str) -> StepReport:
+        """Call ``run(*args)``; the timeout and fuel count from now. Once only."""
+        if self.used:
+            raise RuntimeError("a prepared step runs once")
+        self.used = True
+        limits, store = self.ctx.limits, self.store
+        result: Any = None
+        failure = self.failure
+        if failure is None:
+            self._set_deadline(store)
+            store.set_fuel(limits.fuel)
+            try:
+                result = self.func(store, *args)
+            except WasmtimeError as exc:
+                failure = _classify(exc)
+        elapsed = time.perf_counter() - self.started
+        try:
+            fuel_used = limits.fuel - store.get_fuel()
+        except WasmtimeError:  # pragma: no cover - fuel is always on in our engine
+            fuel_used = 0
+        return StepReport(
+            outcome=_outcome(self.ctx, failure, result),
+            elapsed_seconds=elapsed,
+            fuel_used=fuel_used,
+            counts=dict(self.ctx.counts),
+            log=self.ctx.log,
+            log_truncated=self.ctx.log_truncated,
+        )
+
+
+def prepare_step(engine: SandboxEngine, component: Component, ctx: RunContext) -> PreparedStep:
+    """A store and instance for one step of ``component`` under ``ctx.limits``, made now."""
+    return PreparedStep(engine, component, ctx, time.perf_counter())
+
+
 def run_step(
     engine: SandboxEngine,
     component: Component,
@@ -86,49 +173,8 @@ def run_step(
     ``args`` replaces ``(input_json,)`` for worlds whose ``run`` takes more (the Python runtime
     takes the agent's source first).
     """
-    limits = ctx.limits
-    started = time.perf_counter()
-    store = Store(engine.engine)
-    # One linear memory (the limit is per memory), few instances and tables, bounded tables:
-    # the Python runtime needs 1 memory, <= 20 instances, <= 5 tables (measured).
-    store.set_limits(
-        memory_size=limits.memory_bytes,
-        memories=1,
-        instances=32,
-        tables=8,
-        table_elements=250_000,
-    )
-    store.set_fuel(limits.fuel)
-    wasi = WasiConfig()  # nothing granted
-    wasi.stdout_custom = ctx.capture
-    wasi.stderr_custom = ctx.capture
-    store.set_wasi(wasi)
-    store.set_epoch_deadline(max(1, math.ceil(limits.timeout_seconds / TICK_SECONDS)))
-    result: Any = None
-    failure: Outcome | None = None
-    try:
-        instance = _linker(engine, ctx).instantiate(store, component)
-        run = instance.get_func(store, "run")
-        if run is None:
-            failure = Outcome(kind=OutcomeKind.TRAP, detail="the component exports no run function")
-        else:
-            result = run(store, *(args if args is not None else (input_json,)))
-    except WasmtimeError as exc:
-        failure = _classify(exc)
-    elapsed = time.perf_counter() - started
-    try:
-        fuel_used = limits.fuel - store.get_fuel()
-    except WasmtimeError:  # pragma: no cover - fuel is always on in our engine
-        fuel_used = 0
-    outcome = _outcome(ctx, failure, result)
-    return StepReport(
-        outcome=outcome,
-        elapsed_seconds=elapsed,
-        fuel_used=fuel_used,
-        counts=dict(ctx.counts),
-        log=ctx.log,
-        log_truncated=ctx.log_truncated,
-    )
+    prepared = PreparedStep(engine, component, ctx, time.perf_counter())
+    return prepared.run(*(args if args is not None else (input_json,)))
 
 
 def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:

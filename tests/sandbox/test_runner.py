@@ -205,3 +205,16 @@ def test_eight_threads_each_get_their_own_outcomes(engine):
         results = list(pool.map(step, range(4000)))
     wrong = [(i, detail) for i, detail in results if detail != f"failed for step-{i}"]
     assert wrong == []
+
+
+def test_a_prepared_step_runs_once_with_its_limits(engine):
+    from sandbox.runner import prepare_step
+
+    prepared = prepare_step(engine, engine.load(wat.ECHO), RunContext(limits=StepLimits()))
+    assert prepared.run('{"x": 1}').outcome.output == '{"x": 1}'
+    with pytest.raises(RuntimeError, match="runs once"):
+        prepared.run("{}")
+    ctx = RunContext(limits=StepLimits(timeout_seconds=0.05, cpu_millicores=1_000_000))
+    looping = prepare_step(engine, engine.load(wat.LOOP_FOREVER), ctx)
+    report = looping.run("{}")
+    assert report.outcome.kind is OutcomeKind.TIMEOUT
