@@ -22,7 +22,7 @@ LISTEN ?= 127.0.0.1:8080
 run: install
 	@$(BIN)/agentflowd check examples/workflows --images-root examples
 	@$(BIN)/python scripts/demo_repo.py .agentflow/repo examples/workflows http://$(LISTEN)
-	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console
+	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console --llm-mock
 
 test: install lint typecheck layers pytest
 

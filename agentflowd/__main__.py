@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-url", help="public base URL of the API, for status links")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument(
+        "--llm-mock",
+        action="store_const",
+        const=True,
+        help="answer routes of LLM providers without a key with the mock provider",
+    )
+    serve.add_argument(
         "--no-prune",
         dest="prune",
         action="store_const",

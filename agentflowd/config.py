@@ -81,6 +81,26 @@ class DaemonConfig(BaseModel):
     )
     statuses: tuple[StatusTarget, ...] = ()
     webhook_secret_file: Path | None = None
+    router: dict[str, Any] = Field(
+        default_factory=dict,
+        description="LLM deployments, price overrides and retry settings (docs/router.md).",
+    )
+    llm_mock: bool = Field(
+        default=False,
+        description="Answer the routes of unconfigured LLM providers with the mock provider.",
+    )
+
+    @field_validator("router")
+    @classmethod
+    def _router_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from router import ConfigError
+        from router.config import load_config as load_router_config
+
+        try:
+            load_router_config(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -122,7 +142,9 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             out[key] = tuple(v for v in value.replace(",", " ").split() if v)
         elif key == "statuses":
             continue  # a list of mappings: config file only
-        elif key in ("prune", "push_notes"):
+        elif key == "router":
+            continue  # a mapping: config file only
+        elif key in ("prune", "push_notes", "llm_mock"):
             out[key] = value.strip().lower() in ("1", "true", "yes", "on")
         else:
             out[key] = value

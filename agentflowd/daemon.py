@@ -46,6 +46,7 @@ from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
+from router import Router, RouterError
 
 __all__ = ["Daemon", "utcnow"]
 
@@ -79,6 +80,7 @@ class Daemon:
         self._ready = False
         self.store: Store
         self.reconciler: Reconciler
+        self.router: Router | None = None
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
@@ -127,6 +129,7 @@ class Daemon:
             push_notes=cfg.push_notes,
         )
         self.webhook_secret = _read_secret(cfg)
+        self.router = _make_router(cfg)
         for record in self.reconciler.recover():
             log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
 
@@ -374,7 +377,8 @@ class Daemon:
                 new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
             secret = _read_secret(new)
             sinks = self._sinks(new, self.reconciler.source)
-        except AgentFlowError as exc:
+            router = _make_router(new)  # keys are read again: a rotated key applies now
+        except (AgentFlowError, RouterError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
         finally:
@@ -382,6 +386,7 @@ class Daemon:
         old_sinks = self.reconciler.sinks
         self.config = new
         self.webhook_secret = secret
+        self.router = router
         self.reconciler.sinks = sinks
         self.reconciler.prune = new.prune
         self.reconciler.push_notes = new.push_notes
@@ -453,3 +458,21 @@ def serve(
 
     daemon = Daemon(config, reload=reload)
     return asyncio.run(daemon.run())
+
+
+def _make_router(cfg: DaemonConfig) -> Router:
+    """The LLM router of ``cfg.router``; says which providers are not configured, and what
+    happens to their routes."""
+    from dataclasses import replace
+
+    from router.config import build_router
+    from router.config import load_config as load_router_config
+
+    settings = load_router_config(cfg.router)
+    if cfg.llm_mock:
+        settings = replace(settings, mock_when_unconfigured=True)
+    router, missing = build_router(settings)
+    for name, why in sorted(missing.items()):
+        fate = "the mock provider answers its routes" if cfg.llm_mock else "its routes are skipped"
+        log.warning("LLM provider %s is not configured (%s): %s", name, why, fate)
+    return router

@@ -9,9 +9,11 @@ image reference resolved by the workflow rule (``NAME[:TAG]`` under ``--images-r
 default the root of the current git work tree); the image and its SHA-256 are printed.
 
 Prints the output JSON on stdout, the agent's log and outcome on stderr; exit 0 when the agent
-returned a result, 1 for any other outcome. LLM calls go to a deterministic mock (``--llm
-mock``, labelled as such in every answer) or to canned answers from a JSON file until the router
-is wired in.
+returned a result, 1 for any other outcome. LLM calls go through the router: with
+``--workflow W.yaml --agent NAME`` as that workflow routes them, else to
+``--route DEPLOYMENT/MODEL`` (default ``mock/mock``: the deterministic mock provider,
+labelled as such in every answer). A deployment without its API key is answered by the mock,
+and stderr says so. ``--llm FILE`` answers from a JSON list of canned answers instead.
 """
 
 from __future__ import annotations
@@ -30,20 +32,44 @@ __all__ = ["agent_app", "build"]
 agent_app = typer.Typer(help="Run agents locally in the sandbox.", no_args_is_help=True)
 
 
-def _mock_llm(request: str) -> str:
-    try:
-        data = json.loads(request)
-    except ValueError:
-        data = {}
-    prompt = data.get("prompt") or json.dumps(data.get("messages", ""))
-    return json.dumps(
-        {
-            "text": f"[mock] {str(prompt)[:200]}",
-            "provider": "mock",
-            "model": "mock",
-            "usage": {"input_tokens": len(str(prompt).split()), "output_tokens": 3},
-        }
-    )
+def _router_llm(
+    llm: str,
+    workflow: Path | None,
+    agent: str | None,
+    route: str,
+    config: Path | None,
+    limits_deadline: Callable[[], float],
+) -> Callable[[str], str]:
+    """The llm-complete callback through the router: the workflow's routing for ``agent``, or
+    the single ``route`` (``mock`` always uses the mock provider)."""
+    from agentflowd.cli.route_cmd import load_router, load_workflow
+    from agentflowd.llm import llm_callback
+    from router import CallContext, ConfigError, Route, RoutingPolicy, policy_for_agent
+
+    router, missing = load_router(config, mock_when_unconfigured=True)
+    if llm == "mock":
+        policy = RoutingPolicy(
+            strategy="priority", routes=(Route("mock", "mock", (), "--llm mock"),)
+        )
+    elif workflow is not None:
+        if agent is None:
+            raise typer.BadParameter("--workflow needs --agent NAME")
+        try:
+            policy = policy_for_agent(load_workflow(workflow), agent)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    else:
+        deployment, sep, model = route.partition("/")
+        if not sep or not model:
+            raise typer.BadParameter(f"--route {route!r}: write DEPLOYMENT/MODEL")
+        policy = RoutingPolicy(
+            strategy="priority", routes=(Route(deployment, model, (), "--route"),)
+        )
+    used = {r.deployment for r in policy.routes}
+    for name, why in sorted(missing.items()):
+        if name in used:
+            typer.echo(f"agentflow: {name}: {why}; answered by the mock provider", err=True)
+    return llm_callback(router, policy, lambda: CallContext(deadline=limits_deadline()))
 
 
 def _canned_llm(path: Path) -> Callable[[str], str]:
@@ -101,7 +127,21 @@ def run(
     memory: Annotated[str, typer.Option(help="Memory limit, e.g. 256Mi")] = "256Mi",
     cpu: Annotated[str, typer.Option(help="CPU, e.g. 500m or 1")] = "1",
     allow: Annotated[list[str] | None, typer.Option(help="A host the agent may reach")] = None,
-    llm: Annotated[str, typer.Option(help="'mock', or a JSON file of canned answers")] = "mock",
+    llm: Annotated[
+        str, typer.Option(help="'router' (default), 'mock', or a JSON file of canned answers")
+    ] = "router",
+    workflow: Annotated[
+        Path | None, typer.Option("--workflow", "-f", help="Route LLM calls as this workflow does")
+    ] = None,
+    agent_name: Annotated[
+        str | None, typer.Option("--agent", help="The agent in --workflow")
+    ] = None,
+    route: Annotated[
+        str, typer.Option(help="DEPLOYMENT/MODEL when no --workflow, e.g. openai/gpt-4o-mini")
+    ] = "mock/mock",
+    config: Annotated[
+        Path | None, typer.Option(help="agentflowd config whose router: section to use")
+    ] = None,
     images_root: Annotated[
         Path | None,
         typer.Option(help="Where NAME[:TAG] images are found; default: the git work tree's root"),
@@ -145,8 +185,11 @@ def run(
     agent, image_line = _find_agent(target, images_root)
     if image_line:
         typer.echo(f"agentflow: {image_line}", err=True)
-    llm_fn = _mock_llm if llm == "mock" else _canned_llm(Path(llm))
     deadline = {"ends": 0.0}
+    if llm in ("router", "mock"):
+        llm_fn = _router_llm(llm, workflow, agent_name, route, config, lambda: deadline["ends"])
+    else:
+        llm_fn = _canned_llm(Path(llm))
     http = make_http_fetch(
         HttpPolicy(allow=tuple(allow or ())),
         remaining_seconds=lambda: deadline["ends"] - time.monotonic(),

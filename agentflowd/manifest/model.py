@@ -299,6 +299,23 @@ class Metadata(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class Conditions(BaseModel):
+    """When a route applies. All keys of one map must match (all-of).
+
+    Keys are snake_case as the product spec writes them. ``data_sensitivity: high`` is a hard
+    filter: such requests never leave ``local`` providers, whatever the fallbacks say.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    complexity: Literal["low", "medium", "high"] | None = None
+    accuracy: Literal["standard", "high", "critical"] | None = None
+    cost: Literal["minimal", "normal", "priority"] | None = None
+    data_sensitivity: Literal["low", "medium", "high"] | None = None
+    needs_json: Bool | None = None
+    needs_tools: Bool | None = None
+
+
 class LLMConfig(_Model):
     """The model an agent asks for; the router may still pick another under ``llmRouting``."""
 
@@ -306,6 +323,11 @@ class LLMConfig(_Model):
     model: str = Field(min_length=1, max_length=200)
     temperature: Number | None = Field(default=None, ge=0, le=2)
     max_tokens: Int | None = Field(default=None, gt=0, le=1_000_000)
+    features: Conditions | None = Field(
+        default=None,
+        description="What this agent's calls are like, for llmRouting conditions; "
+        "data_sensitivity: high keeps them on local or trusted providers.",
+    )
 
 
 class Resources(_Model):
@@ -455,23 +477,6 @@ class Config(_Model):
         default="30m", validate_default=True, description="Deadline of a whole execution."
     )
     retry_policy: RetryPolicyInput = Field(default_factory=RetryPolicy)
-
-
-class Conditions(BaseModel):
-    """When a route applies. All keys of one map must match (all-of).
-
-    Keys are snake_case as the product spec writes them. ``data_sensitivity: high`` is a hard
-    filter: such requests never leave ``local`` providers, whatever the fallbacks say.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    complexity: Literal["low", "medium", "high"] | None = None
-    accuracy: Literal["standard", "high", "critical"] | None = None
-    cost: Literal["minimal", "normal", "priority"] | None = None
-    data_sensitivity: Literal["low", "medium", "high"] | None = None
-    needs_json: Bool | None = None
-    needs_tools: Bool | None = None
 
 
 def _conditions_as_list(value: object) -> object:

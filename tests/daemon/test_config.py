@@ -85,3 +85,18 @@ def test_forge_tokens_come_from_files_or_variables(tmp_path, monkeypatch):
 def test_missing_config_file(tmp_path):
     with pytest.raises(UsageError, match="cannot read config"):
         load_config(file=tmp_path / "nope.yaml", environ={})
+
+
+def test_the_router_section_is_checked_at_load(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "repo: /srv/r\nrouter:\n  providers:\n    local: {baseUrl: 'http://127.0.0.1:11434/v1'}\n"
+        "  prices:\n    local/llama-3-8b: {input: 0, output: 0}\n",
+        encoding="utf-8",
+    )
+    config = load_config(file=good, environ={"AGENTFLOW_LLM_MOCK": "yes"})
+    assert config.router["providers"]["local"]["baseUrl"].endswith("/v1") and config.llm_mock
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("repo: /srv/r\nrouter:\n  providers:\n    x: {kind: azure}\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"bad.yaml: router: .*router.providers.x.kind"):
+        load_config(file=bad, environ={})

@@ -1,0 +1,102 @@
+"""The sandbox's ``llm-complete`` host function, answered by the router.
+
+An agent calls ``llm.complete(prompt=..., messages=..., temperature=..., max_tokens=...,
+json=..., features={...})``; the guest sends that as JSON. :func:`llm_callback` turns it into a
+:class:`router.ChatRequest`, routes it under the agent's compiled policy and returns
+
+    {"text", "provider", "model", "route", "usage": {...}, "cost_usd", "cache_hit",
+     "fallback_depth", "mock": bool}
+
+``mock`` is true when the mock provider answered (the text starts with ``[mock``). Every
+failure becomes the guest's error value (``HostCallError``), never an exception in wasmtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from router import CallContext, ChatRequest, Message, RouterError, RoutingPolicy
+from router.router import Router
+from sandbox import HostCallError
+
+__all__ = ["llm_callback", "parse_request"]
+
+_OPTIONS = {"temperature", "max_tokens", "json", "features", "cache", "stop", "tools"}
+
+
+def parse_request(text: str) -> ChatRequest:
+    """The guest's request JSON as a ChatRequest; HostCallError names what is wrong."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise HostCallError(f"llm request is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HostCallError("llm request must be a JSON object")
+    unknown = set(data) - _OPTIONS - {"prompt", "messages", "system"}
+    if unknown:
+        raise HostCallError(f"unknown llm option(s): {', '.join(sorted(unknown))}")
+    messages: list[Message] = []
+    if isinstance(data.get("system"), str):
+        messages.append(Message("system", data["system"]))
+    for item in data.get("messages") or ():
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+            raise HostCallError("messages are objects with 'role' and 'content' strings")
+        messages.append(Message(str(item.get("role", "user")), item["content"]))
+    if isinstance(data.get("prompt"), str):
+        messages.append(Message("user", data["prompt"]))
+    if not messages:
+        raise HostCallError("an llm request needs a prompt or messages")
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
+        raise HostCallError("max_tokens must be a positive integer")
+    features = data.get("features") or {}
+    if not isinstance(features, dict):
+        raise HostCallError("features must be an object")
+    return ChatRequest(
+        messages=tuple(messages),
+        temperature=data.get("temperature"),
+        max_tokens=max_tokens,
+        json=bool(data.get("json", False)),
+        tools=tuple(data.get("tools") or ()),
+        stop=tuple(data.get("stop") or ()),
+        cache=data.get("cache"),
+        features=features,
+    )
+
+
+def llm_callback(
+    router: Router, policy: RoutingPolicy, context: Callable[[], CallContext]
+) -> Callable[[str], str]:
+    """The ``llm_complete`` callback of one step (``context`` gives its budgets and deadline)."""
+
+    def complete(text: str) -> str:
+        request = parse_request(text)
+        try:
+            routed = router.complete(policy, request, context())
+        except RouterError as exc:
+            raise HostCallError(str(exc)) from exc
+        response = routed.response
+        usage = response.usage
+        answer: dict[str, Any] = {
+            "text": response.text,
+            "provider": response.provider,
+            "model": response.model,
+            "route": routed.route,
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "estimated": usage.estimated,
+            },
+            "cost_usd": str(routed.cost),
+            "cache_hit": routed.cache_hit,
+            "fallback_depth": routed.fallback_depth,
+            "mock": router.providers[routed.route.split("/", 1)[0]].kind == "mock",
+        }
+        if response.tool_calls:
+            answer["tool_calls"] = list(response.tool_calls)
+        return json.dumps(answer)
+
+    return complete

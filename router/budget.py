@@ -1,0 +1,106 @@
+"""Budgets as reservations: reserve a call's worst case before it, settle the actual after.
+
+Concurrent calls therefore cannot overshoot a limit: a call is admitted only when its worst case
+fits in what is left after every other admitted call's reservation (LiteLLM admitted 4 of 5
+concurrent requests over a cap, PR #40002). A zero-cost call always passes (LiteLLM #10973).
+Scopes are plain keys (``execution:ID``, ``workflow:NAME:day:2026-11-24``,
+``workflow:NAME:month:2026-11``); the daemon seeds spent amounts from its ledger at start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+__all__ = ["BudgetLimit", "Budgets", "Lease"]
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class BudgetLimit:
+    """A hard limit in USD on one scope."""
+
+    scope: str
+    limit: Decimal
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An admitted call's reservation."""
+
+    limits: tuple[BudgetLimit, ...]
+    amount: Decimal
+
+
+class Budgets:
+    """Spent and reserved amounts per scope. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, Decimal] = {}
+        self._reserved: dict[str, Decimal] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, scope: str, spent: Decimal) -> None:
+        """Start ``scope`` at ``spent`` (what the ledger says was spent before a restart)."""
+        with self._lock:
+            self._spent[scope] = spent
+
+    def spent(self, scope: str) -> Decimal:
+        """Settled spend of ``scope``."""
+        with self._lock:
+            return self._spent.get(scope, _ZERO)
+
+    def room(self, limits: Sequence[BudgetLimit]) -> Decimal | None:
+        """The least room left across ``limits`` (None: no limit applies)."""
+        if not limits:
+            return None
+        with self._lock:
+            return min(self._room(limit) for limit in limits)
+
+    def _room(self, limit: BudgetLimit) -> Decimal:
+        used = self._spent.get(limit.scope, _ZERO) + self._reserved.get(limit.scope, _ZERO)
+        return limit.limit - used
+
+    def reserve(self, limits: Sequence[BudgetLimit], amount: Decimal) -> Lease | None:
+        """Reserve ``amount`` on every scope, or nothing (None) if any would go over."""
+        lease = Lease(tuple(limits), amount)
+        if amount <= 0 or not limits:
+            return lease
+        with self._lock:
+            if any(self._room(limit) < amount for limit in limits):
+                return None
+            for limit in limits:
+                self._reserved[limit.scope] = self._reserved.get(limit.scope, _ZERO) + amount
+        return lease
+
+    def settle(self, lease: Lease, actual: Decimal) -> None:
+        """Replace the reservation by what the call cost."""
+        with self._lock:
+            self._unreserve(lease)
+            for limit in lease.limits:
+                self._spent[limit.scope] = self._spent.get(limit.scope, _ZERO) + actual
+
+    def release(self, lease: Lease) -> None:
+        """Drop the reservation of a call that cost nothing (it failed before any usage)."""
+        with self._lock:
+            self._unreserve(lease)
+
+    def _unreserve(self, lease: Lease) -> None:
+        if lease.amount <= 0:
+            return
+        for limit in lease.limits:
+            left = self._reserved.get(limit.scope, _ZERO) - lease.amount
+            if left > 0:
+                self._reserved[limit.scope] = left
+            else:
+                self._reserved.pop(limit.scope, None)
+
+    def forget(self, prefix: str) -> None:
+        """Drop scopes starting with ``prefix`` (a finished execution, a past day)."""
+        with self._lock:
+            for table in (self._spent, self._reserved):
+                for scope in [s for s in table if s.startswith(prefix)]:
+                    del table[scope]

@@ -1,0 +1,114 @@
+"""The router's one exception hierarchy (it never imports agentflowd's).
+
+Provider failures are classified once, by the provider client, into an :class:`ErrorKind`; the
+router's retry loop decides what each kind means (retry, fall back, open the breaker, refuse).
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "BudgetExceeded",
+    "ConfigError",
+    "ErrorKind",
+    "MidStreamError",
+    "NoRoute",
+    "ProviderError",
+    "RouterError",
+]
+
+
+class RouterError(Exception):
+    """Base of every router error."""
+
+
+class ConfigError(RouterError):
+    """The router's configuration (providers, prices, routing) cannot be used."""
+
+
+class ErrorKind(enum.StrEnum):
+    """What a failed provider call means, as the retry loop needs to know it."""
+
+    RATE_LIMITED = "rate-limited"  # 429 with Retry-After (or rate headers): wait or move on
+    OVERLOADED = (
+        "overloaded"  # Anthropic 529 / overloaded_error: retry with backoff, then fall back
+    )
+    SERVER = "server"  # 5xx: retry with backoff, then fall back
+    TIMEOUT = "timeout"  # no answer in time
+    CONNECTION = "connection"  # refused, reset, DNS: retry, then fall back
+    CONTEXT_TOO_LONG = "context-too-long"  # skip routes whose window is not larger
+    CONTENT_POLICY = "content-policy"  # try another provider
+    QUOTA_EXHAUSTED = "quota-exhausted"  # spent quota / spend limit: never retry; disable
+    AUTH = "auth"  # 401/403: never retry; disable the deployment
+    NOT_FOUND = "not-found"  # unknown model: never retry this deployment
+    BAD_REQUEST = "bad-request"  # our request is wrong: no other route will like it more
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying the same deployment again (after a wait)."""
+        return self in _RETRYABLE
+
+    @property
+    def disables(self) -> bool:
+        """The deployment cannot serve anything until an operator acts."""
+        return self in (ErrorKind.QUOTA_EXHAUSTED, ErrorKind.AUTH)
+
+
+_RETRYABLE = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.OVERLOADED,
+        ErrorKind.SERVER,
+        ErrorKind.TIMEOUT,
+        ErrorKind.CONNECTION,
+    }
+)
+
+
+class ProviderError(RouterError):
+    """A provider call failed; ``kind`` says how, ``retry_after`` (seconds) when it said so."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        provider: str = "",
+        model: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.provider = provider
+        self.model = model
+
+    def __str__(self) -> str:
+        where = f"{self.provider}/{self.model}: " if self.provider else ""
+        status = f"HTTP {self.status} " if self.status else ""
+        return f"{where}{status}{self.kind.value}: {self.message}"
+
+
+class MidStreamError(RouterError):
+    """A stream failed after text was handed on: no fallback (it would repeat text)."""
+
+    def __init__(self, cause: ProviderError, partial_text: str) -> None:
+        super().__init__(f"stream failed after {len(partial_text)} characters: {cause}")
+        self.cause = cause
+        self.partial_text = partial_text
+
+
+class NoRoute(RouterError):
+    """No route can take the request; ``reasons`` says why each candidate was dropped."""
+
+    def __init__(self, message: str, reasons: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or {}
+
+
+class BudgetExceeded(NoRoute):
+    """Every eligible route would cross a hard budget (and no zero-cost route is eligible)."""

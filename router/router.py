@@ -1,0 +1,486 @@
+"""The router: features → filters → ranking → (cache) → reserve → try the chain → settle → ledger.
+
+One retry loop, here, owns every failure (provider clients make one attempt each):
+
+* rate-limited, overloaded, 5xx, timeout, connection: retry the same route while attempts are
+  left and the wait (``Retry-After``, else jittered backoff) fits ``max_wait`` and the deadline;
+  otherwise fall back to the next route at once (no 47 s waits: LiteLLM #3274). The route's
+  breaker cools it (the later of two ``Retry-After`` deadlines holds);
+* context too long: skip every later route whose context window is not larger;
+* content policy: skip later routes of the same provider kind;
+* spent quota, spend limit, auth: disable the deployment (no retry), fall back;
+* unknown model: disable that route, fall back; bad request: raise (no route will like it more).
+
+A fallback never restarts the attempts of earlier routes (LiteLLM #19985), and never widens the
+hard filters: the chain is decided before the first attempt. Streams fall back only before the
+first text is handed on; after that a failure raises :class:`MidStreamError` with the partial text.
+
+Synchronous on purpose: agent steps run on worker threads and an LLM host call blocks only its
+own thread (``ARCHITECTURE.md``); budgets, breakers and the cache are thread-safe.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from router.budget import BudgetLimit, Budgets, Lease
+from router.cache import ResponseCache, cacheable
+from router.errors import BudgetExceeded, ErrorKind, MidStreamError, NoRoute, ProviderError
+from router.features import Features, estimate_tokens, extract
+from router.health import Health
+from router.ledger import CostRecord, Ledger, MemoryLedger
+from router.pricing import PriceBook, Rate, Rates
+from router.providers.base import Provider
+from router.routing import Candidate, Decision, Deployment, Route, RoutingPolicy, State, decide
+from router.types import ChatRequest, ChatResponse, StreamEvent, Usage
+
+__all__ = ["CallContext", "Routed", "Router"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallContext:
+    """Who is calling, and what limits apply."""
+
+    workflow: str = ""
+    agent: str = ""
+    execution: str = ""
+    step: str = ""
+    budgets: tuple[BudgetLimit, ...] = ()
+    deadline: float | None = None  # monotonic time by which the call must be done
+
+
+@dataclass(frozen=True, kw_only=True)
+class Routed:
+    """A routed call's answer, what it cost, and how it was chosen."""
+
+    response: ChatResponse
+    cost: Decimal
+    price_source: str
+    route: str
+    fallback_depth: int
+    cache_hit: bool
+    decision: Decision
+    attempts: tuple[str, ...] = ()  # "openai/gpt-4o: rate-limited ..." per failed attempt
+
+
+@dataclass
+class _Progress:
+    """What the loop learned while walking the chain."""
+
+    failures: list[str] = field(default_factory=list)
+    window_at_most: int | None = None  # skip routes whose window is not larger than this
+    refused_kinds: set[str] = field(default_factory=set)  # content policy: skip these kinds
+    budget_refused: int = 0
+
+    def skip(self, candidate: Candidate, deployment: Deployment) -> str | None:
+        window = candidate.rates.context_window
+        if self.window_at_most is not None and (window is None or window <= self.window_at_most):
+            return f"context window not larger than {self.window_at_most:,}"
+        if deployment.kind in self.refused_kinds:
+            return f"content policy of {deployment.kind}"
+        return None
+
+
+class Router:
+    """Routes LLM calls over configured deployments. Thread-safe."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        *,
+        trusted: Sequence[str] = (),
+        prices: PriceBook | None = None,
+        ledger: Ledger | None = None,
+        budgets: Budgets | None = None,
+        cache: ResponseCache | None = None,
+        health: Health | None = None,
+        unknown_price: str = "highest",
+        max_attempts: int = 2,
+        max_wait: float = 10.0,
+        timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        wall: Callable[[], float] = time.time,
+        unconfigured: Mapping[str, str] | None = None,
+    ) -> None:
+        self.providers = dict(providers)
+        #: deployments named in the config but unusable (no key...), with why
+        self.unconfigured = dict(unconfigured or {})
+        self.deployments = {
+            name: Deployment(name, p.kind, trusted=name in trusted) for name, p in providers.items()
+        }
+        self.prices = prices or PriceBook()
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self.budgets = budgets or Budgets()
+        self.cache = cache or ResponseCache(clock=clock)
+        self.health = health or Health(clock)
+        self.unknown_price = unknown_price
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.timeout = timeout
+        self.clock, self.sleep, self.wall = clock, sleep, wall
+        self._latency: dict[str, float] = {}
+        self._highest: dict[tuple[Route, ...], Rates | None] = {}
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def _highest_known(self, policy: RoutingPolicy) -> Rates | None:
+        """Rates at which an unknown price is charged: the highest of the policy's known ones
+        (remembered per set of routes)."""
+        if self.unknown_price != "highest":
+            return None
+        if policy.routes in self._highest:
+            return self._highest[policy.routes]
+        found = self._compute_highest(policy)
+        if len(self._highest) > 10_000:
+            self._highest.clear()
+        self._highest[policy.routes] = found
+        return found
+
+    def _compute_highest(self, policy: RoutingPolicy) -> Rates | None:
+        known = [
+            r
+            for route in policy.routes
+            if (d := self.deployments.get(route.deployment)) is not None
+            and (r := self.prices.rates(d.kind, route.model, d.name)) is not None
+            and (r.input.highest > 0 or r.output.highest > 0)
+        ]
+        if not known:
+            return None
+        return Rates(
+            input=Rate(max(r.input.highest for r in known)),
+            output=Rate(max(r.output.highest for r in known)),
+            source="unknown price: charged at the highest known rate",
+        )
+
+    def decide(
+        self, policy: RoutingPolicy, request: ChatRequest, ctx: CallContext | None = None
+    ) -> Decision:
+        """The chain a call would try now, and why (no call is made)."""
+        ctx = ctx or CallContext()
+        features = extract(request, policy.declared)
+        return self._decide(policy, features, ctx)
+
+    def _decide(self, policy: RoutingPolicy, features: Features, ctx: CallContext) -> Decision:
+        unusable = {name: f"not configured: {why}" for name, why in self.unconfigured.items()}
+        state = State(
+            disabled={**unusable, **self.health.disabled()},
+            cooling=self.health.cooling(),
+            budget_room=self.budgets.room(ctx.budgets),
+            latency_ms=dict(self._latency),
+            unknown_price=self._highest_known(policy),
+        )
+        return decide(policy, features, self.deployments, self.prices, state)
+
+    # -- calling -------------------------------------------------------------------------
+
+    def complete(
+        self, policy: RoutingPolicy, request: ChatRequest, ctx: CallContext | None = None
+    ) -> Routed:
+        """Route and make one call; raises NoRoute/BudgetExceeded when nothing can answer."""
+        ctx = ctx or CallContext()
+        features = extract(request, policy.declared)
+        decision = self._decide(policy, features, ctx)
+        sent = replace(request, max_tokens=features.max_output_tokens)
+        progress = _Progress()
+        for depth, candidate in enumerate(decision.chain):
+            deployment = self.deployments[candidate.route.deployment]
+            skipped = progress.skip(candidate, deployment)
+            if skipped:
+                progress.failures.append(f"{candidate.route.label}: skipped ({skipped})")
+                continue
+            routed = self._try(candidate, depth, sent, features, decision, ctx, progress)
+            if routed is not None:
+                return routed
+        raise self._nothing(decision, progress)
+
+    def _nothing(self, decision: Decision, progress: _Progress) -> NoRoute:
+        reasons = dict(decision.dropped)
+        for failure in progress.failures:
+            route, _, why = failure.partition(": ")
+            reasons[route] = why
+        budget_only = decision.dropped and all(
+            why.startswith("budget") for _, why in decision.dropped
+        )
+        if (not decision.chain and budget_only) or (
+            progress.budget_refused and progress.budget_refused == len(decision.chain)
+        ):
+            return BudgetExceeded("every eligible route would exceed the budget", reasons)
+        if not decision.chain:
+            return NoRoute("no route can take this request", reasons)
+        return NoRoute("every route failed: " + "; ".join(progress.failures), reasons)
+
+    def _reserve(self, candidate: Candidate, ctx: CallContext, progress: _Progress) -> Lease | None:
+        lease = self.budgets.reserve(ctx.budgets, candidate.worst_cost)
+        if lease is None:
+            progress.budget_refused += 1
+            progress.failures.append(
+                f"{candidate.route.label}: budget (worst case ${candidate.worst_cost:.6f} "
+                "no longer fits)"
+            )
+        return lease
+
+    def _try(
+        self,
+        candidate: Candidate,
+        depth: int,
+        request: ChatRequest,
+        features: Features,
+        decision: Decision,
+        ctx: CallContext,
+        progress: _Progress,
+    ) -> Routed | None:
+        route = candidate.route
+        provider = self.providers[route.deployment]
+        reason = f"matched {candidate.matched}" if candidate.matched else "fallback"
+        cache_key = None
+        if cacheable(request):
+            cache_key = ResponseCache.key(route.label, request, features.data_sensitivity)
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                self._record(
+                    ctx, candidate, hit.usage, Decimal(0), 0.0, depth, 1, "ok", reason, True
+                )
+                return Routed(
+                    response=hit,
+                    cost=Decimal(0),
+                    price_source=candidate.rates.source,
+                    route=route.label,
+                    fallback_depth=depth,
+                    cache_hit=True,
+                    decision=decision,
+                    attempts=tuple(progress.failures),
+                )
+        lease = self._reserve(candidate, ctx, progress)
+        if lease is None:
+            return None
+        for attempt in range(1, self.max_attempts + 1):
+            started = self.clock()
+            try:
+                response = provider.complete(route.model, request, timeout=self._remaining(ctx))
+            except ProviderError as error:
+                self._failed(candidate, error, started, depth, attempt, reason, ctx, progress)
+                if error.kind is ErrorKind.BAD_REQUEST:
+                    self.budgets.release(lease)
+                    raise
+                if self._retry(error, attempt, ctx):
+                    continue
+                self.budgets.release(lease)
+                return None
+            latency = (self.clock() - started) * 1000
+            usage = response.usage
+            if usage.estimated and not (usage.input_tokens or usage.output_tokens):
+                usage = Usage(  # the provider sent no usage: estimate, and say so
+                    input_tokens=estimate_tokens(request.text()),
+                    output_tokens=estimate_tokens(response.text),
+                    estimated=True,
+                )
+                response = replace(response, usage=usage)
+            cost = candidate.rates.cost(usage)
+            self.budgets.settle(lease, cost)
+            self.health.success(route.label)
+            self.health.rate(route.label, response.rate)
+            self._observe(route.label, latency)
+            self._record(ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False)
+            if cache_key is not None:
+                self.cache.put(cache_key, response)
+            return Routed(
+                response=response,
+                cost=cost,
+                price_source=candidate.rates.source,
+                route=route.label,
+                fallback_depth=depth,
+                cache_hit=False,
+                decision=decision,
+                attempts=tuple(progress.failures),
+            )
+        self.budgets.release(lease)  # pragma: no cover - the loop always returns
+        return None
+
+    def _remaining(self, ctx: CallContext) -> float:
+        if ctx.deadline is None:
+            return self.timeout
+        return max(0.001, min(self.timeout, ctx.deadline - self.clock()))
+
+    def _retry(self, error: ProviderError, attempt: int, ctx: CallContext) -> bool:
+        """Wait and retry the same route, when worth it; False means fall back now."""
+        if not error.kind.retryable or attempt >= self.max_attempts:
+            return False
+        if error.retry_after is not None:
+            wait = error.retry_after
+        else:
+            wait = min(self.max_wait, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)  # noqa: S311
+        if wait > self.max_wait:
+            return False
+        if ctx.deadline is not None and self.clock() + wait >= ctx.deadline:
+            return False
+        self.sleep(wait)
+        return True
+
+    def _failed(
+        self,
+        candidate: Candidate,
+        error: ProviderError,
+        started: float,
+        depth: int,
+        attempt: int,
+        reason: str,
+        ctx: CallContext,
+        progress: _Progress,
+    ) -> None:
+        route = candidate.route
+        self.health.failure(route.label, route.deployment, error)
+        latency = (self.clock() - started) * 1000
+        self._record(
+            ctx,
+            candidate,
+            Usage(),
+            Decimal(0),
+            latency,
+            depth,
+            attempt,
+            error.kind.value,
+            reason,
+            False,
+            str(error)[:500],
+        )
+        progress.failures.append(f"{route.label}: {error.kind.value} ({error.message[:200]})")
+        if error.kind is ErrorKind.CONTEXT_TOO_LONG:
+            window = candidate.rates.context_window or 0
+            progress.window_at_most = max(progress.window_at_most or 0, window)
+        elif error.kind is ErrorKind.CONTENT_POLICY:
+            progress.refused_kinds.add(self.deployments[route.deployment].kind)
+
+    def _observe(self, label: str, latency_ms: float) -> None:
+        old = self._latency.get(label)
+        self._latency[label] = latency_ms if old is None else 0.8 * old + 0.2 * latency_ms
+
+    def _record(
+        self,
+        ctx: CallContext,
+        candidate: Candidate,
+        usage: Usage,
+        cost: Decimal,
+        latency_ms: float,
+        depth: int,
+        attempt: int,
+        outcome: str,
+        reason: str,
+        cache_hit: bool,
+        error: str = "",
+    ) -> None:
+        route = candidate.route
+        entry = CostRecord(
+            at=self.wall(),
+            workflow=ctx.workflow,
+            agent=ctx.agent,
+            execution=ctx.execution,
+            step=ctx.step,
+            provider=route.deployment,
+            kind=self.deployments[route.deployment].kind,
+            model=route.model,
+            usage=usage,
+            cost=cost,
+            price_source=candidate.rates.source,
+            latency_ms=round(latency_ms, 3),
+            cache_hit=cache_hit,
+            fallback_depth=depth,
+            attempt=attempt,
+            outcome=outcome,
+            reason=reason,
+            error=error,
+        )
+        try:
+            self.ledger.record(entry)
+        except Exception:  # noqa: S110 - a ledger must never fail a call it records
+            pass
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def stream(
+        self, policy: RoutingPolicy, request: ChatRequest, ctx: CallContext | None = None
+    ) -> Iterator[StreamEvent]:
+        """Route one streamed call. Events as the provider sends them; the last one is ``done``
+        with the usage (estimated and marked so when the provider sent none). Falls back only
+        before the first text; a later failure raises MidStreamError with the partial text."""
+        ctx = ctx or CallContext()
+        features = extract(request, policy.declared)
+        decision = self._decide(policy, features, ctx)
+        sent = replace(request, max_tokens=features.max_output_tokens)
+        progress = _Progress()
+        for depth, candidate in enumerate(decision.chain):
+            deployment = self.deployments[candidate.route.deployment]
+            skipped = progress.skip(candidate, deployment)
+            if skipped:
+                progress.failures.append(f"{candidate.route.label}: skipped ({skipped})")
+                continue
+            lease = self._reserve(candidate, ctx, progress)
+            if lease is None:
+                continue
+            done = yield from self._stream_one(candidate, depth, sent, ctx, progress, lease)
+            if done:
+                return
+        raise self._nothing(decision, progress)
+
+    def _stream_one(
+        self,
+        candidate: Candidate,
+        depth: int,
+        request: ChatRequest,
+        ctx: CallContext,
+        progress: _Progress,
+        lease: Lease,
+    ) -> Generator[StreamEvent, None, bool]:
+        route = candidate.route
+        provider = self.providers[route.deployment]
+        reason = f"matched {candidate.matched}" if candidate.matched else "fallback"
+        for attempt in range(1, self.max_attempts + 1):
+            started = self.clock()
+            text: list[str] = []
+            try:
+                for event in provider.stream(route.model, request, timeout=self._remaining(ctx)):
+                    if not event.done:
+                        if event.text:
+                            text.append(event.text)
+                            yield event
+                        continue
+                    usage = event.usage or Usage(
+                        input_tokens=estimate_tokens(request.text()),
+                        output_tokens=estimate_tokens("".join(text)),
+                        estimated=True,
+                    )
+                    cost = candidate.rates.cost(usage)
+                    latency = (self.clock() - started) * 1000
+                    self.budgets.settle(lease, cost)
+                    self.health.success(route.label)
+                    self.health.rate(route.label, event.rate)
+                    self._observe(route.label, latency)
+                    self._record(
+                        ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False
+                    )
+                    yield replace(event, usage=usage)
+                    return True
+                raise ProviderError(ErrorKind.CONNECTION, "the stream ended without finishing")
+            except ProviderError as error:
+                self._failed(candidate, error, started, depth, attempt, reason, ctx, progress)
+                if text:  # text was handed on: settle what it cost, never replay it
+                    usage = Usage(
+                        input_tokens=estimate_tokens(request.text()),
+                        output_tokens=estimate_tokens("".join(text)),
+                        estimated=True,
+                    )
+                    self.budgets.settle(lease, candidate.rates.cost(usage))
+                    raise MidStreamError(error, "".join(text)) from error
+                if error.kind is ErrorKind.BAD_REQUEST:
+                    self.budgets.release(lease)
+                    raise
+                if self._retry(error, attempt, ctx):
+                    continue
+                self.budgets.release(lease)
+                return False
+        self.budgets.release(lease)  # pragma: no cover - the loop always returns
+        return False
