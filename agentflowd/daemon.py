@@ -129,7 +129,7 @@ class Daemon:
             push_notes=cfg.push_notes,
         )
         self.webhook_secret = _read_secret(cfg)
-        self.router = _make_router(cfg)
+        self.router = _make_router(cfg, self.store)
         for record in self.reconciler.recover():
             log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
 
@@ -377,7 +377,7 @@ class Daemon:
                 new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
             secret = _read_secret(new)
             sinks = self._sinks(new, self.reconciler.source)
-            router = _make_router(new)  # keys are read again: a rotated key applies now
+            router = _make_router(new, self.store)  # keys are read again: rotations apply now
         except (AgentFlowError, RouterError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -460,18 +460,22 @@ def serve(
     return asyncio.run(daemon.run())
 
 
-def _make_router(cfg: DaemonConfig) -> Router:
-    """The LLM router of ``cfg.router``; says which providers are not configured, and what
-    happens to their routes."""
+def _make_router(cfg: DaemonConfig, store: Store) -> Router:
+    """The LLM router of ``cfg.router``, its ledger and budgets in ``store``; says which
+    providers are not configured, and what happens to their routes."""
     from dataclasses import replace
 
+    from agentflowd.llm import StoreLedger, budget_seed
+    from router import Budgets
     from router.config import build_router
     from router.config import load_config as load_router_config
 
     settings = load_router_config(cfg.router)
     if cfg.llm_mock:
         settings = replace(settings, mock_when_unconfigured=True)
-    router, missing = build_router(settings)
+    router, missing = build_router(
+        settings, ledger=StoreLedger(store), budgets=Budgets(seed=budget_seed(store))
+    )
     for name, why in sorted(missing.items()):
         fate = "the mock provider answers its routes" if cfg.llm_mock else "its routes are skipped"
         log.warning("LLM provider %s is not configured (%s): %s", name, why, fate)

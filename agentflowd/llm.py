@@ -1,4 +1,5 @@
-"""The sandbox's ``llm-complete`` host function, answered by the router.
+"""The router wired into the daemon: the sandbox's ``llm-complete`` host function, the cost
+ledger in the store, and budgets that survive restarts.
 
 An agent calls ``llm.complete(prompt=..., messages=..., temperature=..., max_tokens=...,
 json=..., features={...})``; the guest sends that as JSON. :func:`llm_callback` turns it into a
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from router import CallContext, ChatRequest, Message, RouterError, RoutingPolicy
+from agentflowd.store import LlmCall, Store
+from router import CallContext, ChatRequest, CostRecord, Message, RouterError, RoutingPolicy
 from router.router import Router
 from sandbox import HostCallError
 
-__all__ = ["llm_callback", "parse_request"]
+__all__ = ["StoreLedger", "budget_seed", "llm_callback", "parse_request"]
 
 _OPTIONS = {"temperature", "max_tokens", "json", "features", "cache", "stop", "tools"}
 
@@ -100,3 +104,66 @@ def llm_callback(
         return json.dumps(answer)
 
     return complete
+
+
+class StoreLedger:
+    """The router's ledger kept in the daemon's store (table ``llm_calls``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, entry: CostRecord) -> None:
+        """One attempt, as a row."""
+        usage = entry.usage
+        self.store.record_llm_call(
+            LlmCall(
+                at=datetime.fromtimestamp(entry.at, UTC),
+                workflow=entry.workflow,
+                agent=entry.agent,
+                execution=entry.execution,
+                step=entry.step,
+                provider=entry.provider,
+                kind=entry.kind,
+                model=entry.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                estimated=usage.estimated,
+                cost=entry.cost,
+                price_source=entry.price_source,
+                latency_ms=entry.latency_ms,
+                cache_hit=entry.cache_hit,
+                fallback_depth=entry.fallback_depth,
+                attempt=entry.attempt,
+                outcome=entry.outcome,
+                reason=entry.reason,
+                error=entry.error,
+            )
+        )
+
+
+def budget_seed(store: Store) -> Callable[[str], Decimal]:
+    """What a budget scope had spent, from the ledger (so a restart does not reset budgets).
+
+    Scopes are those of :func:`router.budget_limits`: ``execution:ID``,
+    ``workflow:NAME:day:YYYY-MM-DD`` and ``workflow:NAME:month:YYYY-MM``.
+    """
+
+    def spent(scope: str) -> Decimal:
+        parts = scope.split(":")
+        if parts[0] == "execution" and len(parts) == 2:
+            totals = store.llm_costs(by="execution", execution=parts[1])
+        elif parts[0] == "workflow" and len(parts) == 4 and parts[2] in ("day", "month"):
+            if parts[2] == "day":
+                start = datetime.fromisoformat(parts[3]).replace(tzinfo=UTC)
+                end = start + timedelta(days=1)
+            else:
+                start = datetime.strptime(parts[3], "%Y-%m").replace(tzinfo=UTC)
+                end = (start + timedelta(days=32)).replace(day=1)
+            totals = store.llm_costs(by="workflow", workflow=parts[1], since=start, until=end)
+        else:
+            return Decimal(0)
+        return sum((total for total, _n in totals.values()), Decimal(0))
+
+    return spent

@@ -10,7 +10,7 @@ Scopes are plain keys (``execution:ID``, ``workflow:NAME:day:2026-11-24``,
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,12 +36,17 @@ class Lease:
 
 
 class Budgets:
-    """Spent and reserved amounts per scope. Thread-safe."""
+    """Spent and reserved amounts per scope. Thread-safe.
 
-    def __init__(self) -> None:
+    ``seed`` tells what a scope had spent before this process knew it (the daemon asks its
+    ledger), the first time the scope is used, so a restart does not reset a day's budget.
+    """
+
+    def __init__(self, seed: Callable[[str], Decimal] | None = None) -> None:
         self._spent: dict[str, Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
         self._lock = threading.Lock()
+        self._seed = seed
 
     def seed(self, scope: str, spent: Decimal) -> None:
         """Start ``scope`` at ``spent`` (what the ledger says was spent before a restart)."""
@@ -61,6 +66,8 @@ class Budgets:
             return min(self._room(limit) for limit in limits)
 
     def _room(self, limit: BudgetLimit) -> Decimal:
+        if limit.scope not in self._spent and self._seed is not None:
+            self._spent[limit.scope] = self._seed(limit.scope)
         used = self._spent.get(limit.scope, _ZERO) + self._reserved.get(limit.scope, _ZERO)
         return limit.limit - used
 

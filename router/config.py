@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.errors import ConfigError
 from router.pricing import PriceBook, Rates, rates_from_override
+from router.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from router.router import Router
@@ -58,6 +59,8 @@ class DeploymentConfig:
     api_key_file: str | None = None
     trusted: bool = False
     timeout: float | None = None
+    rpm: int | None = None  # requests per minute (headers correct it)
+    tpm: int | None = None  # tokens per minute
 
     def __repr__(self) -> str:  # never the key itself (it is not even held here)
         return (
@@ -100,7 +103,7 @@ def load_config(data: Mapping[str, Any] | None) -> RouterConfig:
         kind = spec.pop("kind", name if name in KINDS else None)
         if kind not in KINDS:
             raise ConfigError(f"router.providers.{name}.kind: one of {', '.join(KINDS)}")
-        allowed = {"baseUrl", "apiKeyEnv", "apiKeyFile", "trusted", "timeout"}
+        allowed = {"baseUrl", "apiKeyEnv", "apiKeyFile", "trusted", "timeout", "rpm", "tpm"}
         for key in spec:
             if key not in allowed:
                 raise ConfigError(
@@ -116,6 +119,8 @@ def load_config(data: Mapping[str, Any] | None) -> RouterConfig:
                 api_key_file=spec.get("apiKeyFile"),
                 trusted=bool(spec.get("trusted", False)),
                 timeout=float(spec["timeout"]) if spec.get("timeout") is not None else None,
+                rpm=_positive(spec.get("rpm"), f"router.providers.{name}.rpm"),
+                tpm=_positive(spec.get("tpm"), f"router.providers.{name}.tpm"),
             )
         )
     kinds = {d.name for d in deployments}
@@ -142,6 +147,14 @@ def load_config(data: Mapping[str, Any] | None) -> RouterConfig:
         max_wait=float(data.get("maxWait", 10.0)),
         timeout=float(data.get("timeout", 120.0)),
     )
+
+
+def _positive(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: a positive whole number")
+    return value
 
 
 def _key(deployment: DeploymentConfig, env: Mapping[str, str]) -> str | None:
@@ -212,8 +225,10 @@ def build_router(
             providers[d.name] = OpenAIProvider(
                 d.name, base_url=base, api_key=_key(d, env), client=http, kind=d.kind
             )
+    limits = {d.name: (d.rpm, d.tpm) for d in config.deployments if d.rpm or d.tpm}
     router = RouterClass(
         providers,
+        rate_limits=RateLimits(limits),
         trusted=[d.name for d in config.deployments if d.trusted],
         prices=PriceBook(overrides=dict(config.prices)),
         unknown_price=config.unknown_price,

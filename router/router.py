@@ -35,6 +35,7 @@ from router.health import Health
 from router.ledger import CostRecord, Ledger, MemoryLedger
 from router.pricing import PriceBook, Rate, Rates
 from router.providers.base import Provider
+from router.ratelimit import RateLimits
 from router.routing import Candidate, Decision, Deployment, Route, RoutingPolicy, State, decide
 from router.types import ChatRequest, ChatResponse, StreamEvent, Usage
 
@@ -102,6 +103,8 @@ class Router:
         max_attempts: int = 2,
         max_wait: float = 10.0,
         timeout: float = 120.0,
+        rate_limits: RateLimits | None = None,
+        max_queue: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] = time.time,
@@ -118,6 +121,8 @@ class Router:
         self.budgets = budgets or Budgets()
         self.cache = cache or ResponseCache(clock=clock)
         self.health = health or Health(clock)
+        self.limits = rate_limits or RateLimits(clock=clock)
+        self.max_queue = max_queue  # wait at most this long for a rate-limit bucket
         self.unknown_price = unknown_price
         self.max_attempts = max_attempts
         self.max_wait = max_wait
@@ -258,7 +263,11 @@ class Router:
         lease = self._reserve(candidate, ctx, progress)
         if lease is None:
             return None
+        tokens = features.input_tokens + features.output_tokens
         for attempt in range(1, self.max_attempts + 1):
+            if not self._admit(route.label, tokens, ctx, progress):
+                self.budgets.release(lease)
+                return None
             started = self.clock()
             try:
                 response = provider.complete(route.model, request, timeout=self._remaining(ctx))
@@ -284,6 +293,8 @@ class Router:
             self.budgets.settle(lease, cost)
             self.health.success(route.label)
             self.health.rate(route.label, response.rate)
+            self.limits.observe(route.label, response.rate)
+            self.limits.settle(route.label, tokens, usage.input_tokens + usage.output_tokens)
             self._observe(route.label, latency)
             self._record(ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False)
             if cache_key is not None:
@@ -300,6 +311,22 @@ class Router:
             )
         self.budgets.release(lease)  # pragma: no cover - the loop always returns
         return None
+
+    def _admit(self, label: str, tokens: int, ctx: CallContext, progress: _Progress) -> bool:
+        """Take a request and ``tokens`` from the route's buckets, waiting up to ``max_queue``
+        for them to refill; False (and why) when the route must be skipped for now."""
+        wait = self.limits.admit(label, tokens)
+        if (
+            wait > 0
+            and wait <= self.max_queue
+            and (ctx.deadline is None or self.clock() + wait < ctx.deadline)
+        ):
+            self.sleep(wait)
+            wait = self.limits.admit(label, tokens)
+        if wait > 0:
+            progress.failures.append(f"{label}: rate limit (a slot frees in {wait:.1f} s)")
+            return False
+        return True
 
     def _remaining(self, ctx: CallContext) -> float:
         if ctx.deadline is None:
@@ -438,7 +465,11 @@ class Router:
         route = candidate.route
         provider = self.providers[route.deployment]
         reason = f"matched {candidate.matched}" if candidate.matched else "fallback"
+        tokens = estimate_tokens(request.text()) + (request.max_tokens or 0)
         for attempt in range(1, self.max_attempts + 1):
+            if not self._admit(route.label, tokens, ctx, progress):
+                self.budgets.release(lease)
+                return False
             started = self.clock()
             text: list[str] = []
             try:
@@ -458,6 +489,9 @@ class Router:
                     self.budgets.settle(lease, cost)
                     self.health.success(route.label)
                     self.health.rate(route.label, event.rate)
+                    self.limits.observe(route.label, event.rate)
+                    used = usage.input_tokens + usage.output_tokens
+                    self.limits.settle(route.label, tokens, used)
                     self._observe(route.label, latency)
                     self._record(
                         ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -279,6 +280,30 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
     def get_revision(revision_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
         """One revision: state, summary, counts and every diagnostic."""
         return revision_view(daemon.store.get_revision(revision_id))
+
+    @app.get("/api/v1/costs", tags=["costs"])
+    def costs(
+        by: Literal["provider", "kind", "model", "workflow", "agent", "execution"] = "provider",
+        workflow: str | None = None,
+        execution: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """LLM spend from the cost ledger, summed by provider, model, workflow, agent or
+        execution (exact USD as strings), with the number of attempts."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise RequestValidationError(
+                    [{"loc": ("query", name), "msg": "give a time zone (e.g. Z)", "type": "value"}]
+                )
+        totals = daemon.store.llm_costs(
+            by=by, workflow=workflow, execution=execution, since=since, until=until
+        )
+        return {
+            "by": by,
+            "totals": {k: {"cost_usd": str(c), "calls": n} for k, (c, n) in totals.items()},
+            "total_usd": str(sum((c for c, _ in totals.values()), Decimal(0))),
+        }
 
     @app.post("/api/v1/sync", tags=["revisions"])
     async def sync(force: bool = False) -> dict[str, Any]:

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from agentflowd.store.base import HISTORY_LIMIT, Store
+from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, Store
 from agentflowd.store.memory import MemoryStore
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
+    LlmCall,
     Origin,
     RevisionKind,
     RevisionRecord,
@@ -28,6 +29,8 @@ __all__ = [
     "HISTORY_LIMIT",
     "HistoryAction",
     "HistoryEntry",
+    "LEDGER_GROUPS",
+    "LlmCall",
     "MemoryStore",
     "Origin",
     "RevisionKind",

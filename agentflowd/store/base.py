@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
+    LlmCall,
     RevisionKind,
     RevisionRecord,
     RevisionState,
@@ -25,9 +27,22 @@ from agentflowd.store.records import (
     WorkflowWrite,
 )
 
-__all__ = ["HISTORY_LIMIT", "Store"]
+__all__ = ["HISTORY_LIMIT", "LEDGER_GROUPS", "Store", "from_picousd", "to_picousd"]
 
 HISTORY_LIMIT = 10
+#: What ledger totals can be grouped by.
+LEDGER_GROUPS = ("provider", "kind", "model", "workflow", "agent", "execution")
+_PICO = Decimal(10) ** 12
+
+
+def to_picousd(cost: Decimal) -> int:
+    """USD as integer picodollars (exact for every price with up to 6 decimals per Mtok)."""
+    return int((cost * _PICO).to_integral_value())
+
+
+def from_picousd(value: int) -> Decimal:
+    """Integer picodollars as USD."""
+    return Decimal(value) / _PICO
 
 
 class Store(Protocol):
@@ -96,6 +111,23 @@ class Store(Protocol):
 
     def get_image(self, sha256: str) -> AgentImage:
         """An image by digest (:class:`~agentflowd.errors.NotFound` when absent)."""
+        ...
+
+    def record_llm_call(self, call: LlmCall) -> None:
+        """Append one LLM attempt to the cost ledger."""
+        ...
+
+    def llm_costs(
+        self,
+        *,
+        by: str,
+        workflow: str | None = None,
+        execution: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, tuple[Decimal, int]]:
+        """Cost (exact USD) and number of attempts per value of ``by`` (one of
+        :data:`LEDGER_GROUPS`), for the calls matching the filters (``until`` exclusive)."""
         ...
 
     def begin_revision(

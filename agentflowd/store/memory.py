@@ -11,14 +11,16 @@ import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from agentflowd.errors import NotFound, RevisionRecordNotFound, WorkflowNotFound
-from agentflowd.store.base import HISTORY_LIMIT
+from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, from_picousd, to_picousd
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
+    LlmCall,
     RevisionKind,
     RevisionRecord,
     RevisionState,
@@ -46,6 +48,7 @@ class MemoryStore:
         self._revisions: list[RevisionRecord] = []
         self._sources: dict[str, SourceState] = {}
         self._images: dict[str, AgentImage] = {}
+        self._llm_calls: list[LlmCall] = []
 
     def close(self) -> None:
         """Nothing to release."""
@@ -156,6 +159,39 @@ class MemoryStore:
     def history(self, name: str) -> list[HistoryEntry]:
         with self._lock:
             return copy.deepcopy(self._history.get(name, []))
+
+    def record_llm_call(self, call: LlmCall) -> None:
+        _aware(call.at)
+        exact = replace(call, cost=from_picousd(to_picousd(call.cost)))  # as the database keeps it
+        with self._lock:
+            self._llm_calls.append(exact)
+
+    def llm_costs(
+        self,
+        *,
+        by: str,
+        workflow: str | None = None,
+        execution: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, tuple[Decimal, int]]:
+        if by not in LEDGER_GROUPS:
+            raise ValueError(f"cannot group costs by {by!r} (one of {', '.join(LEDGER_GROUPS)})")
+        out: dict[str, tuple[Decimal, int]] = {}
+        with self._lock:
+            for call in self._llm_calls:
+                if (workflow is not None and call.workflow != workflow) or (
+                    execution is not None and call.execution != execution
+                ):
+                    continue
+                if (since is not None and call.at < since) or (
+                    until is not None and call.at >= until
+                ):
+                    continue
+                key = str(getattr(call, by))
+                total, n = out.get(key, (Decimal(0), 0))
+                out[key] = (total + call.cost, n + 1)
+        return dict(sorted(out.items()))
 
     def missing_images(self, digests: Iterable[str]) -> set[str]:
         with self._lock:

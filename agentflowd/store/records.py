@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
     "AgentImage",
     "HistoryAction",
     "HistoryEntry",
+    "LlmCall",
     "Origin",
     "RevisionKind",
     "RevisionRecord",
@@ -122,6 +124,34 @@ class HistoryEntry:
     action: HistoryAction
     applied_at: datetime
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmCall:
+    """One LLM attempt as the router's ledger recorded it (cost exact, in USD)."""
+
+    at: datetime
+    workflow: str
+    agent: str
+    execution: str
+    step: str
+    provider: str
+    kind: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    estimated: bool
+    cost: Decimal
+    price_source: str
+    latency_ms: float
+    cache_hit: bool
+    fallback_depth: int
+    attempt: int
+    outcome: str
+    reason: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

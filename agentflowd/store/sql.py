@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from agentflowd.errors import (
     StoreUnavailable,
     WorkflowNotFound,
 )
-from agentflowd.store.base import HISTORY_LIMIT
+from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, from_picousd, to_picousd
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
+    LlmCall,
     Origin,
     RevisionKind,
     RevisionRecord,
@@ -38,7 +41,14 @@ from agentflowd.store.records import (
     WorkflowHead,
     WorkflowWrite,
 )
-from agentflowd.store.tables import agent_images, history, revisions, sources, workflows
+from agentflowd.store.tables import (
+    agent_images,
+    history,
+    llm_calls,
+    revisions,
+    sources,
+    workflows,
+)
 
 __all__ = ["SqlStore", "create_engine", "normalize_url"]
 
@@ -291,6 +301,40 @@ class SqlStore:
                 )
                 for row in rows
             ]
+
+    def record_llm_call(self, call: LlmCall) -> None:
+        values = {f.name: getattr(call, f.name) for f in fields(call) if f.name != "cost"}
+        values["cost_picousd"] = to_picousd(call.cost)
+        values["reason"] = call.reason[:2000]
+        values["error"] = call.error[:2000]
+        with self._tx() as conn:
+            conn.execute(llm_calls.insert().values(**values))
+
+    def llm_costs(
+        self,
+        *,
+        by: str,
+        workflow: str | None = None,
+        execution: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, tuple[Decimal, int]]:
+        if by not in LEDGER_GROUPS:
+            raise ValueError(f"cannot group costs by {by!r} (one of {', '.join(LEDGER_GROUPS)})")
+        c = llm_calls.c
+        column = c[by]
+        query = sa.select(column, sa.func.sum(c.cost_picousd), sa.func.count()).group_by(column)
+        if workflow is not None:
+            query = query.where(c.workflow == workflow)
+        if execution is not None:
+            query = query.where(c.execution == execution)
+        if since is not None:
+            query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(column)).all()
+        return {str(key): (from_picousd(int(total or 0)), int(n)) for key, total, n in rows}
 
     def missing_images(self, digests: Iterable[str]) -> set[str]:
         wanted = set(digests)

@@ -9,7 +9,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["agent_images", "history", "metadata", "revisions", "sources", "workflows"]
+__all__ = [
+    "agent_images",
+    "history",
+    "llm_calls",
+    "metadata",
+    "revisions",
+    "sources",
+    "workflows",
+]
 
 metadata = sa.MetaData(
     naming_convention={
@@ -122,4 +130,36 @@ agent_images = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Timestamp(), nullable=False),
+)
+
+#: The router's cost ledger. Cost is kept exact as integer picodollars (1e-12 USD): every
+#: per-token price with up to 6 decimals per million tokens is a whole number of them.
+llm_calls = sa.Table(
+    "llm_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", Timestamp(), nullable=False),
+    sa.Column("workflow", sa.String(63), nullable=False),
+    sa.Column("agent", sa.String(63), nullable=False),
+    sa.Column("execution", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Column("cost_picousd", sa.BigInteger, nullable=False),
+    sa.Column("price_source", sa.String(100), nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("fallback_depth", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Index(None, "workflow", "at"),
+    sa.Index(None, "execution"),
 )

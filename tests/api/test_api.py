@@ -218,3 +218,52 @@ def test_unknown_refs_are_404_and_huge_ids_422(env):
     response = client.post("/api/v1/workflows/a/rollback", json={"to": "deadbeef"})
     assert response.status_code == 404
     assert client.get("/api/v1/revisions/99999999999999999999999").status_code == 422
+
+
+def test_costs_from_the_ledger(env):
+    from decimal import Decimal
+
+    from agentflowd.store import LlmCall
+
+    client, handle, _ = env
+    at = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    for provider, cost in (("openai", "0.002"), ("anthropic", "0.0005"), ("openai", "0.001")):
+        handle.store.record_llm_call(
+            LlmCall(
+                at=at,
+                workflow="a",
+                agent="classify",
+                execution="e1",
+                step="s",
+                provider=provider,
+                kind=provider,
+                model="m",
+                input_tokens=10,
+                output_tokens=5,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                estimated=False,
+                cost=Decimal(cost),
+                price_source="p",
+                latency_ms=1.0,
+                cache_hit=False,
+                fallback_depth=0,
+                attempt=1,
+                outcome="ok",
+            )
+        )
+    body = client.get("/api/v1/costs").json()
+    assert body == {
+        "by": "provider",
+        "totals": {
+            "anthropic": {"cost_usd": "0.0005", "calls": 1},
+            "openai": {"cost_usd": "0.003", "calls": 2},
+        },
+        "total_usd": "0.0035",
+    }
+    assert (
+        client.get("/api/v1/costs?by=agent&workflow=a").json()["totals"]["classify"]["calls"] == 3
+    )
+    assert client.get("/api/v1/costs?since=2026-11-25T00:00:00Z").json()["totals"] == {}
+    assert client.get("/api/v1/costs?by=secret").status_code == 422
+    assert client.get("/api/v1/costs?since=2026-11-25T00:00:00").status_code == 422

@@ -147,3 +147,38 @@ def test_a_refused_call_is_an_error_value_for_the_agent():
     complete = llm_callback(router, policy, CallContext)
     with pytest.raises(HostCallError, match="no route can take this request"):
         complete('{"prompt": "x"}')
+
+
+def test_the_store_ledger_keeps_every_attempt_and_seeds_budgets():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from agentflowd.llm import StoreLedger, budget_seed
+    from agentflowd.store import MemoryStore
+    from router import BudgetLimit, Budgets, ChatRequest, Message, PriceBook
+    from router.pricing import Rate, Rates
+    from tests.router.scripted import Scripted
+
+    store = MemoryStore()
+    now = datetime.now(UTC)
+    paid = Rates(input=Rate(Decimal(1)), output=Rate(Decimal(2)), source="override")
+    router = Router(
+        {"local": Scripted("local", "local")},
+        prices=PriceBook(overrides={("local", "m"): paid}),
+        ledger=StoreLedger(store),
+    )
+    policy = RoutingPolicy(strategy="priority", routes=(Route("local", "m", (), "a"),))
+    ctx = CallContext(workflow="w", agent="a", execution="e1")
+    ask = ChatRequest(messages=(Message("user", "hi"),), max_tokens=10)
+    router.complete(policy, ask, ctx)
+    router.complete(policy, ask, ctx)
+    totals = store.llm_costs(by="agent", workflow="w")
+    assert totals == {"a": (Decimal("0.00004"), 2)}  # 10 in at $1/M + 5 out at $2/M, twice
+    # after a restart, the day's budget starts from what the ledger says was spent
+    budgets = Budgets(seed=budget_seed(store))
+    day = BudgetLimit(f"workflow:w:day:{now.date().isoformat()}", Decimal("0.0001"))
+    month = BudgetLimit(f"workflow:w:month:{now.strftime('%Y-%m')}", Decimal("1"))
+    assert budgets.room([day]) == Decimal("0.00006")
+    assert budgets.room([month]) == Decimal("0.99996")
+    assert budgets.room([BudgetLimit("execution:e1", Decimal(1))]) == Decimal("0.99996")
+    assert budgets.room([BudgetLimit("execution:other", Decimal(1))]) == Decimal(1)

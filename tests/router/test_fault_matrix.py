@@ -207,3 +207,57 @@ def test_streamed_and_plain_calls_cost_exactly_the_same(setup, label):
     assert costs[0] == costs[1] == plain.cost > Decimal(0)
     rates = setup.router.prices.rates(label.split("/")[0], label.split("/")[1])
     assert rates is not None and plain.cost == rates.cost(usage)
+
+
+def test_rate_limit_headers_keep_calls_off_an_exhausted_route(setup):
+    exhausted = answer(
+        "ok",
+        headers=(
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "30s"),
+        ),
+    )
+    setup.openai.push(exhausted)
+    setup.router.complete(OPENAI_FIRST, ASK)
+    routed = setup.router.complete(OPENAI_FIRST, ASK)  # no request is spent on a certain 429
+    assert routed.route == "anthropic/claude-3-5-sonnet"
+    assert len(setup.openai.requests) == 1
+    assert setup.router.decide(OPENAI_FIRST, ASK).chain[-1].route.label == "openai/gpt-4o"
+
+
+def test_configured_rpm_queues_briefly_then_moves_on():
+    from router.ratelimit import RateLimits
+    from tests.router.scripted import Scripted
+
+    clock = Clock()
+    providers = {
+        "openai": Scripted("openai", "openai"),
+        "anthropic": Scripted("anthropic", "anthropic"),
+    }
+    router = Router(
+        providers,
+        rate_limits=RateLimits({"openai": (60, None)}, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+        max_queue=1.0,
+    )
+    for _ in range(60):  # a full minute's worth at once
+        assert router.complete(OPENAI_FIRST, ASK).route == "openai/gpt-4o"
+    assert clock.slept == []
+    # the next one waits one second for a request to refill: within max_queue
+    assert router.complete(OPENAI_FIRST, ASK).route == "openai/gpt-4o"
+    assert clock.slept == [pytest.approx(1.0)]
+    router.max_queue = 0.5  # now it would have to wait longer than allowed: fall back
+    assert router.complete(OPENAI_FIRST, ASK).route == "anthropic/claude-3-5-sonnet"
+
+
+def test_buckets_refill_and_settle():
+    from router.ratelimit import RateLimits
+
+    clock = Clock()
+    limits = RateLimits({"d": (None, 1000)}, clock=clock)
+    assert limits.admit("d/m", 800) == 0
+    assert limits.admit("d/m", 800) == pytest.approx(36.0)  # 600 more tokens at 1000/min
+    limits.settle("d/m", 800, 100)  # it used 100, not 800
+    assert limits.admit("d/m", 800) == 0

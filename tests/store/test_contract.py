@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from agentflowd.store import (
     HISTORY_LIMIT,
     AgentImage,
     HistoryAction,
+    LlmCall,
     Origin,
     RevisionKind,
     RevisionState,
@@ -214,3 +217,51 @@ def test_versions_carry_their_images(store: Store):
     second = store.put_workflow(write(n=2), action=HistoryAction.UPDATE, now=T0)
     assert second.images == {}
     assert [h.images for h in store.history("wf")] == [{}, images]
+
+
+def call(**kw: Any) -> LlmCall:
+    values: dict[str, Any] = {
+        "at": T0,
+        "workflow": "wf",
+        "agent": "a",
+        "execution": "e1",
+        "step": "s1",
+        "provider": "openai",
+        "kind": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "cache_read_tokens": 400,
+        "cache_write_tokens": 0,
+        "estimated": False,
+        "cost": Decimal("0.0025"),
+        "price_source": "genai-prices 0.2.3",
+        "latency_ms": 12.5,
+        "cache_hit": False,
+        "fallback_depth": 0,
+        "attempt": 1,
+        "outcome": "ok",
+    }
+    values.update(kw)
+    return LlmCall(**values)
+
+
+def test_the_cost_ledger_sums_exactly(store: Store):
+    tiny = Decimal("0.000000037500")  # 37.5 nano-dollars: kept exactly
+    store.record_llm_call(call(cost=tiny))
+    store.record_llm_call(call(cost=Decimal("0.0025"), agent="b", execution="e2"))
+    store.record_llm_call(
+        call(cost=Decimal(0), provider="anthropic", kind="anthropic", outcome="server")
+    )
+    store.record_llm_call(
+        call(cost=Decimal("1.5"), at=T0 + timedelta(days=1), workflow="other", execution="e3")
+    )
+    assert store.llm_costs(by="provider", workflow="wf") == {
+        "anthropic": (Decimal(0), 1),
+        "openai": (tiny + Decimal("0.0025"), 2),
+    }
+    assert store.llm_costs(by="execution", execution="e1")["e1"] == (tiny, 2)
+    day = store.llm_costs(by="workflow", since=T0, until=T0 + timedelta(days=1))
+    assert set(day) == {"wf"}
+    with pytest.raises(ValueError, match="cannot group costs by 'secret'"):
+        store.llm_costs(by="secret")

@@ -41,6 +41,7 @@ def test_upgrade_downgrade_upgrade(engine):
         "workflows",
         "workflow_history",
         "agent_images",
+        "llm_calls",
     }
     migrate.downgrade(engine, "base")
     assert migrate.current_revision(engine) is None
