@@ -46,7 +46,7 @@ from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
-from router import Router, RouterError
+from router import Budgets, Router, RouterError
 
 __all__ = ["Daemon", "utcnow"]
 
@@ -377,7 +377,8 @@ class Daemon:
                 new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
             secret = _read_secret(new)
             sinks = self._sinks(new, self.reconciler.source)
-            router = _make_router(new, self.store)  # keys are read again: rotations apply now
+            # keys are read again (rotations apply now); spend in flight stays in the same budgets
+            router = _make_router(new, self.store, self.router.budgets if self.router else None)
         except (AgentFlowError, RouterError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -460,13 +461,12 @@ def serve(
     return asyncio.run(daemon.run())
 
 
-def _make_router(cfg: DaemonConfig, store: Store) -> Router:
+def _make_router(cfg: DaemonConfig, store: Store, budgets: Budgets | None = None) -> Router:
     """The LLM router of ``cfg.router``, its ledger and budgets in ``store``; says which
     providers are not configured, and what happens to their routes."""
     from dataclasses import replace
 
     from agentflowd.llm import StoreLedger, budget_seed
-    from router import Budgets
     from router.config import build_router
     from router.config import load_config as load_router_config
 
@@ -474,7 +474,9 @@ def _make_router(cfg: DaemonConfig, store: Store) -> Router:
     if cfg.llm_mock:
         settings = replace(settings, mock_when_unconfigured=True)
     router, missing = build_router(
-        settings, ledger=StoreLedger(store), budgets=Budgets(seed=budget_seed(store))
+        settings,
+        ledger=StoreLedger(store),
+        budgets=budgets or Budgets(seed=budget_seed(store)),
     )
     for name, why in sorted(missing.items()):
         fate = "the mock provider answers its routes" if cfg.llm_mock else "its routes are skipped"

@@ -22,6 +22,7 @@ from typing import Any
 
 from agentflowd.store import LlmCall, Store
 from router import CallContext, ChatRequest, CostRecord, Message, RouterError, RoutingPolicy
+from router.features import FEATURE_VALUES
 from router.router import Router
 from sandbox import HostCallError
 
@@ -58,6 +59,12 @@ def parse_request(text: str) -> ChatRequest:
     features = data.get("features") or {}
     if not isinstance(features, dict):
         raise HostCallError("features must be an object")
+    for name, value in features.items():
+        allowed = FEATURE_VALUES.get(name)
+        if allowed is None:
+            raise HostCallError(f"unknown feature {name!r} (known: {', '.join(FEATURE_VALUES)})")
+        if value not in allowed:
+            raise HostCallError(f"feature {name}: {value!r} is not one of {list(allowed)}")
     return ChatRequest(
         messages=tuple(messages),
         temperature=data.get("temperature"),

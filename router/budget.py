@@ -83,12 +83,14 @@ class Budgets:
                 self._reserved[limit.scope] = self._reserved.get(limit.scope, _ZERO) + amount
         return lease
 
-    def settle(self, lease: Lease, actual: Decimal) -> None:
-        """Replace the reservation by what the call cost."""
+    def settle(self, lease: Lease, actual: Decimal) -> bool:
+        """Replace the reservation by what the call cost; True when it cost more than reserved
+        (which a correct worst case never allows: the caller should say so loudly)."""
         with self._lock:
             self._unreserve(lease)
             for limit in lease.limits:
                 self._spent[limit.scope] = self._spent.get(limit.scope, _ZERO) + actual
+        return actual > lease.amount
 
     def release(self, lease: Lease) -> None:
         """Drop the reservation of a call that cost nothing (it failed before any usage)."""
@@ -105,9 +107,9 @@ class Budgets:
             else:
                 self._reserved.pop(limit.scope, None)
 
-    def forget(self, prefix: str) -> None:
-        """Drop scopes starting with ``prefix`` (a finished execution, a past day)."""
+    def forget(self, scope: str) -> None:
+        """Drop what is known of ``scope`` (a finished execution, a past day), unless calls
+        still hold reservations on it."""
         with self._lock:
-            for table in (self._spent, self._reserved):
-                for scope in [s for s in table if s.startswith(prefix)]:
-                    del table[scope]
+            if scope not in self._reserved:
+                self._spent.pop(scope, None)

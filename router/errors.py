@@ -7,6 +7,10 @@ router's retry loop decides what each kind means (retry, fall back, open the bre
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from router.types import Usage
 
 __all__ = [
     "BudgetExceeded",
@@ -78,8 +82,10 @@ class ProviderError(RouterError):
         retry_after: float | None = None,
         provider: str = "",
         model: str = "",
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
+        self.usage = usage  # what the failed call was billed for, when the provider said
         self.kind = kind
         self.message = message
         self.status = status

@@ -5,11 +5,14 @@ Routing conditions match on these (``complexity``, ``accuracy``, ``cost``, ``dat
 purpose (the routing decision targets 50 µs): plain substring tests over the prompt's first
 1.5 KB and last 0.5 KB (where instructions and the question sit), lower-cased; no regular
 expressions (alternations measured 10x slower). Token counts are estimated as ``len(text) / 4``
-(measured median error +2 % against o200k); billing never uses estimates.
+(measured median error +2 % against o200k) for ranking and context windows; budgets reserve
+against a true bound instead (byte-level BPE makes at most one token per UTF-8 byte), and billing
+never uses estimates. A ``data_sensitivity`` value that cannot be read counts as ``high``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +67,8 @@ class Features:
     data_sensitivity: str
     needs_json: bool
     needs_tools: bool
-    input_tokens: int  # estimated
+    input_tokens: int  # estimated (len / 4), for ranking and the context window
+    max_input_tokens: int  # a bound (UTF-8 bytes, tools, per-message overhead), for budgets
     output_tokens: int  # max_tokens, or a default for ranking
     max_output_tokens: int  # the cap sent: max_tokens, or DEFAULT_MAX_TOKENS
     declared: frozenset[str] = frozenset()
@@ -118,6 +122,11 @@ def extract(request: ChatRequest, declared: Mapping[str, Any] | None = None) -> 
     for name, allowed in FEATURE_VALUES.items():
         if name in given and given[name] in allowed:
             values[name] = given[name]
+    if (
+        "data_sensitivity" in given
+        and given["data_sensitivity"] not in FEATURE_VALUES["data_sensitivity"]
+    ):
+        values["data_sensitivity"] = "high"  # a value we cannot read fails closed
     # sensitivity only ever goes up: an agent cannot lower what its manifest declares
     order = FEATURE_VALUES["data_sensitivity"]
     levels = [
@@ -136,9 +145,13 @@ def extract(request: ChatRequest, declared: Mapping[str, Any] | None = None) -> 
     values.setdefault("needs_tools", bool(request.tools))
     for name, default in _DEFAULTS.items():
         values.setdefault(name, default)
+    bound = sum(len(m.content.encode("utf-8")) + 8 for m in request.messages) + 16
+    if request.tools:
+        bound += len(json.dumps(list(request.tools)).encode("utf-8"))
     return Features(
         **values,
         input_tokens=tokens,
+        max_input_tokens=bound,
         output_tokens=min(request.max_tokens or DEFAULT_OUTPUT_TOKENS, DEFAULT_OUTPUT_TOKENS),
         max_output_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
         declared=frozenset(k for k in given if k in FEATURE_VALUES),

@@ -8,8 +8,10 @@ fields, condition keys in snake_case), so this library needs nothing from ``agen
     spec.budget  {perExecution, perDay, perMonth, onExceeded}
 
 The agent's own ``llm`` is a route that always applies; ``fallbacks`` add routes with their
-conditions. Each route's ``provider`` names a deployment of the router's configuration
-(``openai``, ``anthropic``, ``local``, ``mock``, or any name the configuration defines).
+conditions. Its ``temperature`` is the default of every call, and its ``maxTokens`` the default
+and the cap (agent code cannot ask for more). Each route's ``provider`` names a deployment of
+the router's configuration (``openai``, ``anthropic``, ``local``, ``mock``, or any other name
+the configuration defines).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def policy_for_agent(workflow: Mapping[str, Any], agent: str) -> RoutingPolicy:
         declared=declared,
         strict=bool(routing.get("strict", False)),
         budget_action=str(budget.get("onExceeded", "downgrade")),
+        temperature=(own or {}).get("temperature"),
+        max_tokens=(own or {}).get("maxTokens"),
     )
 
 

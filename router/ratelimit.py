@@ -1,8 +1,9 @@
 """Requests-per-minute and tokens-per-minute buckets per route, fed by rate-limit headers.
 
-A route's buckets start from the configured ``rpm``/``tpm`` of its deployment (or unlimited)
-and are corrected by what the provider says: ``x-ratelimit-limit-*`` sets the capacity and
-``x-ratelimit-remaining-*`` the level (OpenAI; Anthropic's ``anthropic-ratelimit-*`` alike).
+A deployment's configured ``rpm``/``tpm`` is one bucket shared by all its models; each route
+also gets buckets from what the provider says (providers limit per model):
+``x-ratelimit-limit-*`` sets the capacity and ``x-ratelimit-remaining-*`` the level (OpenAI;
+Anthropic's ``anthropic-ratelimit-*`` alike). A call must fit in every bucket that applies.
 Before a call the router takes one request and the call's estimated tokens; after it, the
 estimate is replaced by the actual usage. A call that would find a bucket empty is not sent
 (it would only earn a 429): the router waits briefly when the bucket refills soon, or moves to
@@ -45,7 +46,7 @@ class Bucket:
 
 
 class RateLimits:
-    """Buckets per route label. Thread-safe."""
+    """Buckets per deployment (configured) and per route (learned). Thread-safe."""
 
     def __init__(
         self,
@@ -57,42 +58,50 @@ class RateLimits:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._lock = threading.Lock()
 
-    def _bucket(self, label: str, which: str, now: float) -> Bucket | None:
-        bucket = self._buckets.get((label, which))
-        if bucket is None:
-            rpm, tpm = self.limits.get(label.split("/", 1)[0], (None, None))
+    def _buckets_of(self, label: str, which: str, now: float) -> list[Bucket]:
+        """The deployment's configured bucket (shared by its models) and the route's own bucket
+        learned from headers (providers limit per model), whichever exist, refilled."""
+        deployment = label.split("/", 1)[0]
+        out = []
+        configured = self._buckets.get((f"deployment:{deployment}", which))
+        if configured is None:
+            rpm, tpm = self.limits.get(deployment, (None, None))
             capacity = rpm if which == "requests" else tpm
-            if capacity is None:
-                return None
-            bucket = self._buckets[(label, which)] = Bucket(capacity, capacity, now)
-        bucket.refill(now)
-        return bucket
+            if capacity is not None:
+                configured = Bucket(capacity, capacity, now)
+                self._buckets[(f"deployment:{deployment}", which)] = configured
+        observed = self._buckets.get((label, which))
+        for bucket in (configured, observed):
+            if bucket is not None:
+                bucket.refill(now)
+                out.append(bucket)
+        return out
 
     def admit(self, label: str, tokens: int) -> float:
         """Take one request and ``tokens``; or take nothing and return the seconds to wait."""
         now = self.clock()
         with self._lock:
-            requests = self._bucket(label, "requests", now)
-            budget = self._bucket(label, "tokens", now)
+            requests = self._buckets_of(label, "requests", now)
+            budgets = self._buckets_of(label, "tokens", now)
             wait = max(
-                requests.wait_for(1) if requests else 0.0,
-                budget.wait_for(min(tokens, budget.capacity)) if budget else 0.0,
+                [b.wait_for(1) for b in requests]
+                + [b.wait_for(min(tokens, b.capacity)) for b in budgets]
+                + [0.0]
             )
             if wait > 0:
                 return wait
-            if requests:
-                requests.level -= 1
-            if budget:
-                budget.level -= tokens
+            for bucket in requests:
+                bucket.level -= 1
+            for bucket in budgets:
+                bucket.level -= tokens
             return 0.0
 
     def settle(self, label: str, estimated: int, actual: int) -> None:
         """Replace a call's estimated tokens by what it used."""
         now = self.clock()
         with self._lock:
-            budget = self._bucket(label, "tokens", now)
-            if budget is not None:
-                budget.level = min(budget.capacity, budget.level + estimated - actual)
+            for bucket in self._buckets_of(label, "tokens", now):
+                bucket.level = min(bucket.capacity, bucket.level + estimated - actual)
 
     def observe(self, label: str, info: RateInfo | None) -> None:
         """Take the provider's word for capacity and what is left."""

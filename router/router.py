@@ -21,6 +21,7 @@ own thread (``ARCHITECTURE.md``); budgets, breakers and the cache are thread-saf
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -40,6 +41,8 @@ from router.routing import Candidate, Decision, Deployment, Route, RoutingPolicy
 from router.types import ChatRequest, ChatResponse, StreamEvent, Usage
 
 __all__ = ["CallContext", "Routed", "Router"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,12 +141,13 @@ class Router:
         (remembered per set of routes)."""
         if self.unknown_price != "highest":
             return None
-        if policy.routes in self._highest:
-            return self._highest[policy.routes]
+        known = self._highest
+        if policy.routes in known:
+            return known[policy.routes]
         found = self._compute_highest(policy)
-        if len(self._highest) > 10_000:
-            self._highest.clear()
-        self._highest[policy.routes] = found
+        if len(known) > 10_000:
+            self._highest = known = {}  # a new dict: readers of the old one are unaffected
+        known[policy.routes] = found
         return found
 
     def _compute_highest(self, policy: RoutingPolicy) -> Rates | None:
@@ -167,7 +171,7 @@ class Router:
     ) -> Decision:
         """The chain a call would try now, and why (no call is made)."""
         ctx = ctx or CallContext()
-        features = extract(request, policy.declared)
+        features = extract(_with_defaults(policy, request), policy.declared)
         return self._decide(policy, features, ctx)
 
     def _decide(self, policy: RoutingPolicy, features: Features, ctx: CallContext) -> Decision:
@@ -188,13 +192,13 @@ class Router:
     ) -> Routed:
         """Route and make one call; raises NoRoute/BudgetExceeded when nothing can answer."""
         ctx = ctx or CallContext()
+        request = _with_defaults(policy, request)
         features = extract(request, policy.declared)
         decision = self._decide(policy, features, ctx)
         sent = replace(request, max_tokens=features.max_output_tokens)
         progress = _Progress()
         for depth, candidate in enumerate(decision.chain):
-            deployment = self.deployments[candidate.route.deployment]
-            skipped = progress.skip(candidate, deployment)
+            skipped = self._skip(candidate, progress)
             if skipped:
                 progress.failures.append(f"{candidate.route.label}: skipped ({skipped})")
                 continue
@@ -202,6 +206,15 @@ class Router:
             if routed is not None:
                 return routed
         raise self._nothing(decision, progress)
+
+    def _skip(self, candidate: Candidate, progress: _Progress) -> str | None:
+        """Why a route of the chain is skipped now (a failure earlier in this call)."""
+        route = candidate.route
+        disabled = self.health.disabled()
+        why = disabled.get(route.deployment) or disabled.get(route.label)
+        if why:
+            return f"disabled: {why}"
+        return progress.skip(candidate, self.deployments[route.deployment])
 
     def _nothing(self, decision: Decision, progress: _Progress) -> NoRoute:
         reasons = dict(decision.dropped)
@@ -260,57 +273,98 @@ class Router:
                     decision=decision,
                     attempts=tuple(progress.failures),
                 )
-        lease = self._reserve(candidate, ctx, progress)
-        if lease is None:
-            return None
         tokens = features.input_tokens + features.output_tokens
         for attempt in range(1, self.max_attempts + 1):
-            if not self._admit(route.label, tokens, ctx, progress):
-                self.budgets.release(lease)
+            if self._past_deadline(route.label, ctx, progress):
                 return None
+            if not self._admit(route.label, tokens, ctx, progress):
+                return None
+            lease = self._reserve(candidate, ctx, progress)  # one per attempt: each may bill
+            if lease is None:
+                return None
+            spent: Decimal | None = None  # None: nothing billed, release the reservation
             started = self.clock()
             try:
-                response = provider.complete(route.model, request, timeout=self._remaining(ctx))
+                response = self._call(provider, route, request, ctx)
             except ProviderError as error:
-                self._failed(candidate, error, started, depth, attempt, reason, ctx, progress)
+                billed = _billed(error, request)
+                spent = candidate.rates.cost(billed) if billed is not None else None
+                self._failed(
+                    candidate, error, started, depth, attempt, reason, ctx, progress, billed, spent
+                )
                 if error.kind is ErrorKind.BAD_REQUEST:
-                    self.budgets.release(lease)
                     raise
                 if self._retry(error, attempt, ctx):
                     continue
-                self.budgets.release(lease)
                 return None
-            latency = (self.clock() - started) * 1000
-            usage = response.usage
-            if usage.estimated and not (usage.input_tokens or usage.output_tokens):
-                usage = Usage(  # the provider sent no usage: estimate, and say so
-                    input_tokens=estimate_tokens(request.text()),
-                    output_tokens=estimate_tokens(response.text),
-                    estimated=True,
+            else:
+                latency = (self.clock() - started) * 1000
+                usage = response.usage
+                if usage.estimated and not (usage.input_tokens or usage.output_tokens):
+                    usage = Usage(  # the provider sent no usage: estimate, and say so
+                        input_tokens=estimate_tokens(request.text()),
+                        output_tokens=estimate_tokens(response.text),
+                        estimated=True,
+                    )
+                    response = replace(response, usage=usage)
+                cost = spent = candidate.rates.cost(usage)
+                self.health.success(route.label)
+                self.health.rate(route.label, response.rate)
+                self.limits.observe(route.label, response.rate)
+                self.limits.settle(route.label, tokens, usage.input_tokens + usage.output_tokens)
+                self._observe(route.label, latency)
+                self._record(
+                    ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False
                 )
-                response = replace(response, usage=usage)
-            cost = candidate.rates.cost(usage)
-            self.budgets.settle(lease, cost)
-            self.health.success(route.label)
-            self.health.rate(route.label, response.rate)
-            self.limits.observe(route.label, response.rate)
-            self.limits.settle(route.label, tokens, usage.input_tokens + usage.output_tokens)
-            self._observe(route.label, latency)
-            self._record(ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False)
-            if cache_key is not None:
-                self.cache.put(cache_key, response)
-            return Routed(
-                response=response,
-                cost=cost,
-                price_source=candidate.rates.source,
-                route=route.label,
-                fallback_depth=depth,
-                cache_hit=False,
-                decision=decision,
-                attempts=tuple(progress.failures),
-            )
-        self.budgets.release(lease)  # pragma: no cover - the loop always returns
+                if cache_key is not None:
+                    self.cache.put(cache_key, response)
+                return Routed(
+                    response=response,
+                    cost=cost,
+                    price_source=candidate.rates.source,
+                    route=route.label,
+                    fallback_depth=depth,
+                    cache_hit=False,
+                    decision=decision,
+                    attempts=tuple(progress.failures),
+                )
+            finally:
+                self._close(lease, spent, route.label)
         return None
+
+    def _call(
+        self, provider: Provider, route: Route, request: ChatRequest, ctx: CallContext
+    ) -> ChatResponse:
+        """One attempt; whatever goes wrong is a ProviderError (a malformed answer: SERVER)."""
+        try:
+            return provider.complete(route.model, request, timeout=self._remaining(ctx))
+        except ProviderError:
+            raise
+        except Exception as exc:  # a provider client's bug or an answer it could not read
+            raise ProviderError(
+                ErrorKind.SERVER,
+                f"unreadable answer: {type(exc).__name__}: {str(exc)[:200]}",
+                provider=route.deployment,
+                model=route.model,
+            ) from exc
+
+    def _close(self, lease: Lease, spent: Decimal | None, label: str) -> None:
+        """Settle an attempt's reservation at what it cost, or release it."""
+        if spent is None:
+            self.budgets.release(lease)
+        elif self.budgets.settle(lease, spent):
+            log.error(
+                "%s cost $%s, more than the $%s reserved for it: the worst case is wrong",
+                label,
+                spent,
+                lease.amount,
+            )
+
+    def _past_deadline(self, label: str, ctx: CallContext, progress: _Progress) -> bool:
+        if ctx.deadline is not None and self.clock() >= ctx.deadline:
+            progress.failures.append(f"{label}: not tried (the call's deadline has passed)")
+            return True
+        return False
 
     def _admit(self, label: str, tokens: int, ctx: CallContext, progress: _Progress) -> bool:
         """Take a request and ``tokens`` from the route's buckets, waiting up to ``max_queue``
@@ -358,6 +412,8 @@ class Router:
         reason: str,
         ctx: CallContext,
         progress: _Progress,
+        billed: Usage | None = None,
+        spent: Decimal | None = None,
     ) -> None:
         route = candidate.route
         self.health.failure(route.label, route.deployment, error)
@@ -365,8 +421,8 @@ class Router:
         self._record(
             ctx,
             candidate,
-            Usage(),
-            Decimal(0),
+            billed or Usage(),
+            spent or Decimal(0),
             latency,
             depth,
             attempt,
@@ -430,25 +486,23 @@ class Router:
 
     def stream(
         self, policy: RoutingPolicy, request: ChatRequest, ctx: CallContext | None = None
-    ) -> Iterator[StreamEvent]:
+    ) -> Generator[StreamEvent, None, None]:
         """Route one streamed call. Events as the provider sends them; the last one is ``done``
         with the usage (estimated and marked so when the provider sent none). Falls back only
-        before the first text; a later failure raises MidStreamError with the partial text."""
+        before the first text; a later failure raises MidStreamError with the partial text. A
+        consumer that stops reading early is charged for the text it was handed."""
         ctx = ctx or CallContext()
+        request = _with_defaults(policy, request)
         features = extract(request, policy.declared)
         decision = self._decide(policy, features, ctx)
         sent = replace(request, max_tokens=features.max_output_tokens)
         progress = _Progress()
         for depth, candidate in enumerate(decision.chain):
-            deployment = self.deployments[candidate.route.deployment]
-            skipped = progress.skip(candidate, deployment)
+            skipped = self._skip(candidate, progress)
             if skipped:
                 progress.failures.append(f"{candidate.route.label}: skipped ({skipped})")
                 continue
-            lease = self._reserve(candidate, ctx, progress)
-            if lease is None:
-                continue
-            done = yield from self._stream_one(candidate, depth, sent, ctx, progress, lease)
+            done = yield from self._stream_one(candidate, depth, sent, features, ctx, progress)
             if done:
                 return
         raise self._nothing(decision, progress)
@@ -458,40 +512,49 @@ class Router:
         candidate: Candidate,
         depth: int,
         request: ChatRequest,
+        features: Features,
         ctx: CallContext,
         progress: _Progress,
-        lease: Lease,
     ) -> Generator[StreamEvent, None, bool]:
         route = candidate.route
         provider = self.providers[route.deployment]
         reason = f"matched {candidate.matched}" if candidate.matched else "fallback"
-        tokens = estimate_tokens(request.text()) + (request.max_tokens or 0)
+        tokens = features.input_tokens + features.output_tokens
+
+        def handed_on(text: list[str]) -> Usage:
+            return Usage(
+                input_tokens=estimate_tokens(request.text()),
+                output_tokens=estimate_tokens("".join(text)),
+                estimated=True,
+            )
+
         for attempt in range(1, self.max_attempts + 1):
-            if not self._admit(route.label, tokens, ctx, progress):
-                self.budgets.release(lease)
+            if self._past_deadline(route.label, ctx, progress):
                 return False
+            if not self._admit(route.label, tokens, ctx, progress):
+                return False
+            lease = self._reserve(candidate, ctx, progress)
+            if lease is None:
+                return False
+            spent: Decimal | None = None
             started = self.clock()
             text: list[str] = []
             try:
-                for event in provider.stream(route.model, request, timeout=self._remaining(ctx)):
+                for event in self._events(provider, route, request, ctx):
                     if not event.done:
                         if event.text:
                             text.append(event.text)
                             yield event
                         continue
-                    usage = event.usage or Usage(
-                        input_tokens=estimate_tokens(request.text()),
-                        output_tokens=estimate_tokens("".join(text)),
-                        estimated=True,
-                    )
-                    cost = candidate.rates.cost(usage)
+                    usage = event.usage or handed_on(text)
+                    cost = spent = candidate.rates.cost(usage)
                     latency = (self.clock() - started) * 1000
-                    self.budgets.settle(lease, cost)
                     self.health.success(route.label)
                     self.health.rate(route.label, event.rate)
                     self.limits.observe(route.label, event.rate)
-                    used = usage.input_tokens + usage.output_tokens
-                    self.limits.settle(route.label, tokens, used)
+                    self.limits.settle(
+                        route.label, tokens, usage.input_tokens + usage.output_tokens
+                    )
                     self._observe(route.label, latency)
                     self._record(
                         ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False
@@ -500,21 +563,72 @@ class Router:
                     return True
                 raise ProviderError(ErrorKind.CONNECTION, "the stream ended without finishing")
             except ProviderError as error:
-                self._failed(candidate, error, started, depth, attempt, reason, ctx, progress)
-                if text:  # text was handed on: settle what it cost, never replay it
-                    usage = Usage(
-                        input_tokens=estimate_tokens(request.text()),
-                        output_tokens=estimate_tokens("".join(text)),
-                        estimated=True,
-                    )
-                    self.budgets.settle(lease, candidate.rates.cost(usage))
+                billed = error.usage or (handed_on(text) if text else _billed(error, request))
+                spent = candidate.rates.cost(billed) if billed is not None else None
+                self._failed(
+                    candidate, error, started, depth, attempt, reason, ctx, progress, billed, spent
+                )
+                if text:  # text was handed on: never replay it elsewhere
                     raise MidStreamError(error, "".join(text)) from error
                 if error.kind is ErrorKind.BAD_REQUEST:
-                    self.budgets.release(lease)
                     raise
                 if self._retry(error, attempt, ctx):
                     continue
-                self.budgets.release(lease)
                 return False
-        self.budgets.release(lease)  # pragma: no cover - the loop always returns
+            except GeneratorExit:  # the consumer stopped reading: charge what it was handed
+                if spent is None:
+                    usage = handed_on(text)
+                    spent = candidate.rates.cost(usage)
+                    latency = (self.clock() - started) * 1000
+                    self._record(
+                        ctx,
+                        candidate,
+                        usage,
+                        spent,
+                        latency,
+                        depth,
+                        attempt,
+                        "abandoned",
+                        reason,
+                        False,
+                    )
+                raise
+            finally:
+                self._close(lease, spent, route.label)
         return False
+
+    def _events(
+        self, provider: Provider, route: Route, request: ChatRequest, ctx: CallContext
+    ) -> Iterator[StreamEvent]:
+        """The provider's events; a malformed stream is a ProviderError (SERVER)."""
+        try:
+            yield from provider.stream(route.model, request, timeout=self._remaining(ctx))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                ErrorKind.SERVER,
+                f"unreadable stream: {type(exc).__name__}: {str(exc)[:200]}",
+                provider=route.deployment,
+                model=route.model,
+            ) from exc
+
+
+def _billed(error: ProviderError, request: ChatRequest) -> Usage | None:
+    """What a failed attempt was probably billed for: the provider's usage when it said
+    (a withheld answer), the estimated input when the request went out and timed out."""
+    if error.usage is not None:
+        return error.usage
+    if error.kind is ErrorKind.TIMEOUT:
+        return Usage(input_tokens=estimate_tokens(request.text()), estimated=True)
+    return None
+
+
+def _with_defaults(policy: RoutingPolicy, request: ChatRequest) -> ChatRequest:
+    """The manifest's llm.temperature as the default, its maxTokens as the default and cap."""
+    changes: dict[str, object] = {}
+    if request.temperature is None and policy.temperature is not None:
+        changes["temperature"] = policy.temperature
+    if policy.max_tokens is not None:
+        changes["max_tokens"] = min(request.max_tokens or policy.max_tokens, policy.max_tokens)
+    return replace(request, **changes) if changes else request  # type: ignore[arg-type]

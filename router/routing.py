@@ -132,6 +132,8 @@ class RoutingPolicy:
     declared: Mapping[str, Any] = field(default_factory=dict)  # features the manifest declares
     strict: bool = False  # only routes whose conditions match
     budget_action: str = "downgrade"  # or "refuse"
+    temperature: float | None = None  # the manifest's llm.temperature: the default
+    max_tokens: int | None = None  # the manifest's llm.maxTokens: the default and the cap
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -280,7 +282,7 @@ def _filter(
         matched=matched,
         declared_match=declared_match,
         expected_cost=rates.expected(features.input_tokens, features.output_tokens),
-        worst_cost=rates.worst_case(features.input_tokens, features.max_output_tokens),
+        worst_cost=rates.worst_case(features.max_input_tokens, features.max_output_tokens),
         cooling_until=state.cooling.get(route.label),
     )
 

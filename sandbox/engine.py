@@ -20,6 +20,7 @@ import stat
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from wasmtime import Config, Engine, WasmtimeError
@@ -60,14 +61,16 @@ def private_dir(path: Path) -> Path:
 class SandboxEngine:
     """The shared engine, its epoch ticker and compile cache. Thread-safe."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, *, max_components: int = 32) -> None:
         config = Config()
         config.consume_fuel = True
         config.epoch_interruption = True
         self.engine = Engine(config)
         self.version = importlib.metadata.version("wasmtime")
         self.cache_dir = cache_dir
-        self._components: dict[str, Component] = {}
+        self.max_components = max_components
+        # compiled components in memory, least recently used first (the disk cache keeps all)
+        self._components: OrderedDict[str, Component] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
@@ -109,11 +112,20 @@ class SandboxEngine:
         key = self.cache_key(data)
         with self._lock:
             if key in self._components:
+                self._components.move_to_end(key)
                 return self._components[key]
         component = self._from_disk(key) or self._compile(data, key)
         with self._lock:
             self._components.setdefault(key, component)
+            self._components.move_to_end(key)
+            while len(self._components) > self.max_components:
+                self._components.popitem(last=False)
             return self._components[key]
+
+    def forget(self, key: str) -> None:
+        """Drop a compiled component from memory (it stays in the disk cache)."""
+        with self._lock:
+            self._components.pop(key, None)
 
     def _dir(self) -> Path | None:
         if self.cache_dir is None:

@@ -19,11 +19,13 @@ in-process. Scratch files stay in the worker (they live for one step).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,6 +43,14 @@ __all__ = ["ProcessSandbox", "blocking_imports", "run_component"]
 
 #: How long a new worker may take to start (import wasmtime, make its engine).
 START_SECONDS = 60.0
+#: Components a worker keeps loaded (least recently used go first; a Python runtime is ~40 MB).
+MAX_LOADED = 8
+#: The environment a worker gets: no keys or tokens of the daemon's.
+_ENV_KEEP = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AGENTFLOW_CACHE_DIR")
+
+
+def _worker_env() -> dict[str, str]:
+    return {k: v for k in _ENV_KEEP if (v := os.environ.get(k)) is not None}
 
 
 def blocking_imports(engine: SandboxEngine, component: Component) -> list[str]:
@@ -80,28 +90,40 @@ class _Worker:
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                env=_worker_env(),
             )
         self.conn = Connection(parent.detach())
-        self.known: set[str] = set()
+        # components the worker holds, least recently used first; it evicts in the same order
+        self.known: OrderedDict[str, None] = OrderedDict()
         self.started = False
 
-    def wait_started(self) -> None:
-        """Wait for the worker's first message (it has made its engine)."""
+    def holds(self, key: str) -> bool:
+        """Whether the worker has ``key`` loaded; marks it used (as the worker does)."""
+        if key in self.known:
+            self.known.move_to_end(key)
+            return True
+        self.known[key] = None
+        while len(self.known) > MAX_LOADED:
+            self.known.popitem(last=False)
+        return False
+
+    def wait_started(self, seconds: float = START_SECONDS) -> bool:
+        """Wait up to ``seconds`` for the worker's first message; False when it is late."""
         if self.started:
-            return
-        if not self.conn.poll(START_SECONDS):
-            self.kill()
-            raise SandboxError("the sandbox worker process did not start")
+            return True
+        if not self.conn.poll(max(0.0, seconds)):
+            return False
         try:
             self.conn.recv_bytes()
         except (EOFError, OSError) as exc:
             self.kill()
             raise SandboxError("the sandbox worker process exited while starting") from exc
         self.started = True
+        return True
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.wait()
+        self.proc.wait()  # reaped: no zombie
         self.conn.close()
 
     def close(self) -> None:
@@ -152,13 +174,17 @@ class ProcessSandbox:
         for worker in idle:
             worker.close()
         for worker in busy:
-            worker.proc.kill()
+            worker.kill()
 
     def warm(self) -> None:
         """Start a worker now, so the first step does not wait for one."""
-        self._release(self._take())
+        worker = self._take(time.monotonic() + START_SECONDS)
+        if worker is None:
+            raise SandboxError("the sandbox worker process did not start")
+        self._release(worker)
 
-    def _take(self) -> _Worker:
+    def _take(self, ends: float) -> _Worker | None:
+        """An idle worker, or a new one; None when none is ready by ``ends``."""
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         if worker is None:
@@ -166,10 +192,13 @@ class ProcessSandbox:
         with self._lock:
             self._busy.add(worker)
         try:
-            worker.wait_started()
-        except SandboxError:
+            ready = worker.wait_started(ends - time.monotonic())
+        except BaseException:
             self._forget(worker)
             raise
+        if not ready:  # still starting: keep it for the next step, which will need one
+            self._release(worker)
+            return None
         return worker
 
     def _replace(self) -> None:
@@ -208,29 +237,35 @@ class ProcessSandbox:
 
         ``engine`` compiles (and caches) the component first, so a worker only loads it.
         """
+        started = time.perf_counter()
+        ends = time.monotonic() + ctx.limits.timeout_seconds  # one deadline, from now
         engine.load(wasm)  # compile errors surface here, and the worker finds the cache warm
         key = engine.cache_key(wasm)
-        worker = self._take()
+        worker = self._take(ends)
+        if worker is None:
+            return _report(
+                Outcome(
+                    kind=OutcomeKind.TIMEOUT,
+                    detail="the step ran past its timeout (no sandbox worker process was ready)",
+                ),
+                started,
+                ctx,
+            )
+        remaining = max(0.001, ends - time.monotonic())
         job = {
             "op": "run",
             "key": key,
-            "wasm_follows": key not in worker.known,
+            "wasm_follows": not worker.holds(key),
             "input": input_json,
-            "limits": asdict(ctx.limits),
+            "limits": {**asdict(ctx.limits), "timeout_seconds": remaining},
             "config": ctx.config_json,
             "args": list(args) if args is not None else None,
         }
-        started = time.perf_counter()
         try:
             worker.conn.send_bytes(json.dumps(job).encode())
             if job["wasm_follows"]:
                 worker.conn.send_bytes(wasm)
-                worker.known.add(key)
-            report = self._serve(worker, ctx, started)
-        except SandboxError:
-            worker.kill()  # it said something we cannot trust to continue from
-            self._forget(worker)
-            raise
+            report = self._serve(worker, ctx, ends + self.grace_seconds)
         except (EOFError, OSError):
             worker.kill()
             code = worker.proc.returncode
@@ -243,6 +278,10 @@ class ProcessSandbox:
                 started,
                 ctx,
             )
+        except BaseException:  # our own error (or the caller's interrupt): never reuse it
+            worker.kill()
+            self._forget(worker)
+            raise
         if report is None:  # killed at its deadline
             self.killed += 1
             worker.kill()
@@ -260,9 +299,8 @@ class ProcessSandbox:
         self._release(worker)
         return report
 
-    def _serve(self, worker: _Worker, ctx: RunContext, started: float) -> StepReport | None:
-        """Answer the worker's host calls until it is done; None when the deadline passed."""
-        deadline = time.monotonic() + ctx.limits.timeout_seconds + self.grace_seconds
+    def _serve(self, worker: _Worker, ctx: RunContext, deadline: float) -> StepReport | None:
+        """Answer the worker's host calls until it is done; None when ``deadline`` passed."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not worker.conn.poll(remaining):
@@ -275,7 +313,7 @@ class ProcessSandbox:
                 # time spent here is the host's: the worker's own epoch deadline still holds
                 deadline = max(deadline, time.monotonic() + self.grace_seconds)
             elif op == "started":
-                deadline = time.monotonic() + ctx.limits.timeout_seconds + self.grace_seconds
+                continue  # the component is loaded: its own epoch deadline is running
             elif op == "done":
                 return _from_done(message, ctx)
             elif op == "error":
@@ -290,7 +328,10 @@ def _answer(ctx: RunContext, kind: str, request: str) -> dict[str, Any]:
     ] += 1
     fn = ctx.callbacks.llm_complete if kind == "llm" else ctx.callbacks.http_fetch
     try:
-        return {"ok": True, "payload": fn(request)}
+        result = fn(request)
+        if not isinstance(result, str):
+            raise TypeError(f"the callback returned {type(result).__name__}, not text")
+        return {"ok": True, "payload": result}
     except NetworkDenied as exc:
         if ctx.denied is None:
             ctx.denied = str(exc)

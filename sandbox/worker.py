@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from sandbox.context import HostCallbacks, HostCallError, NetworkDenied, RunContext
 from sandbox.engine import SandboxEngine
 from sandbox.errors import SandboxError
+from sandbox.isolate import MAX_LOADED
 from sandbox.limits import StepLimits
 from sandbox.runner import run_step
 
@@ -41,12 +43,16 @@ def _proxy(conn: Connection, kind: str) -> Any:
 
 
 def _job(
-    conn: Connection, engine: SandboxEngine, loaded: dict[str, Any], job: dict[str, Any]
+    conn: Connection, engine: SandboxEngine, loaded: OrderedDict[str, Any], job: dict[str, Any]
 ) -> None:
     key = job["key"]
     if job.get("wasm_follows"):
         wasm = conn.recv_bytes()
         loaded[key] = engine.load(wasm)
+        engine.forget(key)  # the worker's own LRU below decides what stays loaded
+    loaded.move_to_end(key)  # the host mirrors this order (ProcessSandbox's known)
+    while len(loaded) > MAX_LOADED:
+        loaded.popitem(last=False)
     component = loaded[key]
     conn.send_bytes(b'{"op": "started"}')  # the parent's deadline counts from here
     ctx = RunContext(
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     conn = Connection(int(args[0]))
     cache = None if args[1] == "-" else Path(args[1])
     engine = SandboxEngine(cache)
-    loaded: dict[str, Any] = {}
+    loaded: OrderedDict[str, Any] = OrderedDict()
     try:
         conn.send_bytes(b'{"op": "ready"}')
     except OSError:  # the host closed before we were ready: nothing to do

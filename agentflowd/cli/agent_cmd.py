@@ -86,19 +86,19 @@ def _canned_llm(path: Path) -> Callable[[str], str]:
     return answer
 
 
-def _find_agent(target: str, images_root: Path | None) -> tuple[Path, str | None]:
-    """The agent file for ``target`` (a file, an image directory or an image reference), and
-    a line naming the image and its digest when it was resolved as one."""
+def _find_agent(target: str, images_root: Path | None) -> tuple[Path, str | None, bytes]:
+    """The agent file for ``target`` (a file, an image directory or an image reference), a
+    line naming the image and its digest when it was resolved as one, and its content."""
     from agentflowd.manifest.images import IMAGE_FILES, IMAGE_PATTERN
     from agentflowd.source import DirectoryImages
 
     path = Path(target)
     if path.is_file():
-        return path, None
+        return path, None, path.read_bytes()
     if path.is_dir():
         for name, _kind in IMAGE_FILES:
             if (path / name).is_file():
-                return path / name, None
+                return path / name, None, (path / name).read_bytes()
         raise typer.BadParameter(f"{target}: a directory without agent.wasm or agent.py")
     root = images_root
     if root is None:
@@ -110,7 +110,8 @@ def _find_agent(target: str, images_root: Path | None) -> tuple[Path, str | None
     found = DirectoryImages(root).resolve(target)
     if isinstance(found, str):
         raise typer.BadParameter(f"{found} (looked under {root})")
-    return root / found.path, f"image {target}: {found.path} sha256:{found.sha256}"
+    content = DirectoryImages(root).read(found)  # the bytes hashed are the bytes run
+    return root / found.path, f"image {target}: {found.path} sha256:{found.sha256}", content
 
 
 @agent_app.command("run")
@@ -182,7 +183,7 @@ def run(
     except ValueError as exc:
         typer.echo(f"agentflow agent run: --input is not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
-    agent, image_line = _find_agent(target, images_root)
+    agent, image_line, content = _find_agent(target, images_root)
     if image_line:
         typer.echo(f"agentflow: {image_line}", err=True)
     deadline = {"ends": 0.0}
@@ -207,7 +208,7 @@ def run(
     try:
         deadline["ends"] = time.monotonic() + limits.timeout_seconds
         if agent.suffix == ".wasm":
-            wasm = agent.read_bytes()
+            wasm = content
             if not engine.is_cached(wasm):
                 progress(f"compiling {agent.name} (first use)")
             engine.load(wasm)
@@ -221,7 +222,7 @@ def run(
             runtime = PythonRuntime(engine, progress=progress)
             runtime.component()
             deadline["ends"] = time.monotonic() + limits.timeout_seconds
-            report = runtime.run(agent.read_text(encoding="utf-8"), text, ctx)
+            report = runtime.run(content.decode("utf-8"), text, ctx)
     except SandboxError as exc:
         typer.echo(f"agentflow agent run: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -273,10 +273,15 @@ class AnthropicProvider:
             raise ctx.fail(ErrorKind.SERVER, "the answer is not a JSON object")
         if data.get("type") == "error":
             raise ctx.error(classify_anthropic_error(None, data, headers))
-        if data.get("stop_reason") == "refusal":
-            raise ctx.fail(ErrorKind.CONTENT_POLICY, "the model refused: stop_reason refusal")
         rate = anthropic_rate_info(headers, datetime.now(UTC))
-        return parse_anthropic_response(data, provider=self.name, model=model, rate=rate)
+        response = parse_anthropic_response(data, provider=self.name, model=model, rate=rate)
+        if data.get("stop_reason") == "refusal":
+            raise ctx.fail(
+                ErrorKind.CONTENT_POLICY,
+                "the model refused: stop_reason refusal",
+                usage=response.usage,
+            )
+        return response
 
     def stream(self, model: str, request: ChatRequest, *, timeout: float) -> Iterator[StreamEvent]:
         """One streaming call: text events, then one ``done`` event; raises ProviderError."""
@@ -308,7 +313,11 @@ class AnthropicProvider:
                     break
             rate = anthropic_rate_info(sse.headers, datetime.now(UTC))
         if state.stop_reason == "refusal":
-            raise ctx.fail(ErrorKind.CONTENT_POLICY, "the model refused: stop_reason refusal")
+            raise ctx.fail(
+                ErrorKind.CONTENT_POLICY,
+                "the model refused: stop_reason refusal",
+                usage=state.usage,
+            )
         if not state.stopped and state.stop_reason is None:
             raise ctx.fail(ErrorKind.CONNECTION, "the stream ended before message_stop")
         yield StreamEvent(

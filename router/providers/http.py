@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -461,7 +461,7 @@ class CallContext:
 
     provider: str
     model: str
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def fail(self, kind: ErrorKind, message: str, **kw: Any) -> ProviderError:
         """A ProviderError whose message is redacted and cut to MAX_MESSAGE_CHARS."""

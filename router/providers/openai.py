@@ -218,7 +218,11 @@ class OpenAIProvider:
             data, provider=self.name, model=model, rate=openai_rate_info(headers)
         )
         if response.finish_reason == "content_filter":
-            raise ctx.fail(ErrorKind.CONTENT_POLICY, "the answer was withheld: content_filter")
+            raise ctx.fail(
+                ErrorKind.CONTENT_POLICY,
+                "the answer was withheld: content_filter",
+                usage=response.usage,
+            )
         return response
 
     def stream(self, model: str, request: ChatRequest, *, timeout: float) -> Iterator[StreamEvent]:
@@ -253,7 +257,11 @@ class OpenAIProvider:
                     yield StreamEvent(text=text)
             rate = openai_rate_info(sse.headers)
         if state.finish_reason == "content_filter":
-            raise ctx.fail(ErrorKind.CONTENT_POLICY, "the answer was withheld: content_filter")
+            raise ctx.fail(
+                ErrorKind.CONTENT_POLICY,
+                "the answer was withheld: content_filter",
+                usage=state.usage,
+            )
         if not finished and state.finish_reason is None:
             raise ctx.fail(ErrorKind.CONNECTION, "the stream ended before [DONE]")
         yield StreamEvent(

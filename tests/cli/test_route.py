@@ -134,6 +134,11 @@ def test_an_agent_request_is_routed_and_answered_with_cost_and_labels():
         ("{}", "needs a prompt or messages"),
         ('{"prompt": "x", "max_tokens": -1}', "max_tokens must be a positive integer"),
         ('{"messages": [{"role": "user"}]}', "'role' and 'content' strings"),
+        ('{"prompt": "x", "features": {"secret": 1}}', "unknown feature 'secret'"),
+        (
+            '{"prompt": "x", "features": {"data_sensitivity": "HIGH"}}',
+            "feature data_sensitivity: 'HIGH' is not one of",
+        ),
     ],
 )
 def test_bad_agent_requests_are_error_values(request_json, message):

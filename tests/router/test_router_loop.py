@@ -267,7 +267,7 @@ def test_streamed_and_plain_calls_cost_the_same():
 def test_fifty_concurrent_calls_never_overshoot_the_budget():
     router, providers, ledger, _ = make()
     for _ in range(60):
-        providers["openai"].script.append(Usage(input_tokens=300_000 // 4, output_tokens=100))
+        providers["openai"].script.append(Usage(input_tokens=75_000, output_tokens=100))
     routes = (Route("openai", "gpt-4o", (), "a"),)
     limit = Decimal("0.45")
     ctx = CallContext(budgets=(BudgetLimit("workflow:w:day:x", limit),))
@@ -276,7 +276,7 @@ def test_fifty_concurrent_calls_never_overshoot_the_budget():
 
     def call() -> None:
         try:
-            router.complete(policy(routes=routes), ask("x" * 300_000, max_tokens=100), ctx)
+            router.complete(policy(routes=routes), ask("x" * 75_000, max_tokens=100), ctx)
             result = "ok"
         except BudgetExceeded:
             result = "refused"
@@ -384,3 +384,90 @@ def test_sensitive_requests_never_leave_trusted_deployments(
     for name, p in providers.items():
         if name not in allowed:
             assert p.calls == [], f"sensitive request sent to {name}"
+
+
+def test_the_reservation_bounds_prompts_that_tokenize_densely():
+    router, providers, _, _ = make()
+    text = "退款" * 2000  # 4,000 characters that are 4,000 tokens, not len/4 = 1,000
+    providers["openai"].script = [Usage(input_tokens=4000, output_tokens=10)] * 5
+    routes = (Route("openai", "gpt-4o", (), "a"),)
+    cost = PriceBook().rates("openai", "gpt-4o").cost(Usage(input_tokens=4000, output_tokens=10))
+    ctx = CallContext(budgets=(BudgetLimit("x", cost * 2 + Decimal("0.000001")),))
+    done = 0
+    for _ in range(5):
+        try:
+            router.complete(policy(routes=routes), ask(text, max_tokens=10), ctx)
+            done += 1
+        except BudgetExceeded:
+            break
+    assert router.budgets.spent("x") <= cost * 2 + Decimal("0.000001")
+
+
+def test_a_malformed_answer_is_a_server_error_and_releases_its_reservation():
+    class Broken(Scripted):
+        def complete(self, model, request, *, timeout):
+            raise AttributeError("'str' object has no attribute 'get'")
+
+    router, providers, _, _ = make(extra={"broken": Broken("broken", "openai")}, max_attempts=1)
+    routes = (Route("broken", "gpt-4o", (), "a"), Route("openai", "gpt-4o-mini", (), "b"))
+    ctx = CallContext(budgets=(BudgetLimit("x", Decimal(1)),))
+    routed = router.complete(policy("priority", routes=routes), ask(), ctx)
+    assert routed.route == "openai/gpt-4o-mini"
+    assert routed.attempts[0].startswith("broken/gpt-4o: server (unreadable answer: AttributeError")
+    assert router.budgets.room([BudgetLimit("x", Decimal(1))]) == Decimal(1) - routed.cost
+
+
+def test_an_abandoned_stream_is_charged_for_what_it_handed_on():
+    router, providers, ledger, _ = make()
+    providers["anthropic"].script = [
+        ["one ", "two ", "three", Usage(input_tokens=10, output_tokens=3)]
+    ]
+    limit = BudgetLimit("x", Decimal(1))
+    stream = router.stream(policy(), ask(), CallContext(budgets=(limit,)))
+    assert next(stream).text == "one "
+    stream.close()
+    assert ledger.records[-1].outcome == "abandoned" and ledger.records[-1].usage.estimated
+    assert router.budgets.room([limit]) == Decimal(1) - ledger.records[-1].cost  # nothing leaked
+
+
+def test_nothing_is_tried_once_the_deadline_has_passed():
+    router, providers, _, clock = make(max_attempts=1)
+    providers["anthropic"].script = [fault(ErrorKind.TIMEOUT)]
+
+    def slow(*_a, **_k):
+        clock.now += 100
+        raise fault(ErrorKind.TIMEOUT)
+
+    providers["anthropic"].complete = slow  # type: ignore[method-assign]
+    with pytest.raises(NoRoute) as caught:
+        router.complete(policy(), ask(), CallContext(deadline=clock.now + 10))
+    assert providers["local"].calls == [] and providers["openai"].calls == []
+    assert "the call's deadline has passed" in str(caught.value)
+
+
+def test_an_auth_failure_skips_the_deployments_other_routes_in_the_same_call():
+    routes = (
+        Route("openai", "gpt-4o", (), "a"),
+        Route("openai", "gpt-4o-mini", (), "b"),
+        Route("anthropic", "claude-3-haiku", (), "c"),
+    )
+    router, providers, _, _ = make()
+    providers["openai"].script = [fault(ErrorKind.AUTH)]
+    routed = router.complete(policy("priority", routes=routes), ask())
+    assert routed.route == "anthropic/claude-3-haiku" and len(providers["openai"].calls) == 1
+
+
+def test_an_unreadable_sensitivity_fails_closed():
+    router, _, _, _ = make()
+    assert router.complete(policy(), ask(features={"data_sensitivity": "HIGH"})).route == (
+        "local/llama-3-8b"
+    )
+
+
+def test_the_manifests_max_tokens_caps_and_temperature_defaults_the_call():
+    router, providers, _, _ = make()
+    capped = policy(max_tokens=200, temperature=0)
+    router.complete(capped, ask(max_tokens=100_000))
+    router.complete(capped, ask())
+    sent = [request for _, request in providers["anthropic"].calls]
+    assert [r.max_tokens for r in sent] == [200] and sent[0].temperature == 0  # 2nd: cached

@@ -128,3 +128,36 @@ def test_concurrent_worker_steps_get_their_own_answers(engine, processes):
     for t in threads:
         t.join()
     assert results == dict.fromkeys(range(4), "done")
+
+
+def test_the_deadline_holds_from_a_cold_pool(engine):
+    cold = ProcessSandbox()
+    try:
+        ctx = RunContext(limits=StepLimits(timeout_seconds=0.3))
+        started = time.monotonic()
+        report = cold.run(engine, wat.sleeper(30).encode(), "{}", ctx)
+        assert report.outcome.kind is OutcomeKind.TIMEOUT
+        assert time.monotonic() - started - 0.3 < 0.05
+    finally:
+        cold.close()
+
+
+def test_a_callback_bug_is_the_guests_error_and_the_worker_stays_usable(engine, processes):
+    ctx = RunContext(limits=StepLimits(), callbacks=HostCallbacks(llm_complete=lambda r: b"bytes"))  # type: ignore[arg-type,return-value]
+    report = processes.run(engine, wat.isolated_llm_caller(1).encode(), "{}", ctx)
+    assert report.outcome.kind is OutcomeKind.AGENT_ERROR
+    assert "host error: TypeError: the callback returned bytes" in report.outcome.detail
+    ok = processes.run(
+        engine,
+        wat.isolated_llm_caller(1).encode(),
+        "{}",
+        RunContext(limits=StepLimits(), callbacks=HostCallbacks(llm_complete=lambda r: "{}")),
+    )
+    assert ok.outcome.ok
+
+
+def test_workers_get_no_secrets_from_the_environment(monkeypatch):
+    from sandbox.isolate import _worker_env
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    assert "OPENAI_API_KEY" not in _worker_env() and "PATH" in _worker_env()
