@@ -11,11 +11,14 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "agent_images",
+    "execution_events",
+    "executions",
     "history",
     "llm_calls",
     "metadata",
     "revisions",
     "sources",
+    "step_runs",
     "workflows",
 ]
 
@@ -162,4 +165,70 @@ llm_calls = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Index(None, "workflow", "at"),
     sa.Index(None, "execution"),
+)
+
+#: Executions: the materialized state of each run of a workflow (the events are the history).
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("workflow", sa.String(63), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("images", JSON),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("trigger_key", sa.String(255), unique=True),
+    sa.Column("input", JSON),
+    sa.Column("output", JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", Timestamp(), nullable=False),
+    sa.Column("started_at", Timestamp()),
+    sa.Column("finished_at", Timestamp()),
+    sa.Column("deadline_at", Timestamp()),
+    sa.Index(None, "workflow", "created_at"),
+    sa.Index(None, "state"),
+)
+
+#: One row per step of an execution: its latest attempt.
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.String(32),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("step", sa.String(63), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("image", sa.String(255), nullable=False),
+    sa.Column("image_sha256", sa.String(64)),
+    sa.Column("output", JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("log", sa.Text),
+    sa.Column("started_at", Timestamp()),
+    sa.Column("finished_at", Timestamp()),
+    sa.Column("next_attempt_at", Timestamp()),
+)
+
+#: The append-only history of every execution, in order (seq per execution).
+execution_events = sa.Table(
+    "execution_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column(
+        "execution_id",
+        sa.String(32),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("at", Timestamp(), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("step", sa.String(63)),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("data", JSON),
+    sa.UniqueConstraint("execution_id", "seq"),
 )

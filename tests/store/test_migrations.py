@@ -42,6 +42,9 @@ def test_upgrade_downgrade_upgrade(engine):
         "workflow_history",
         "agent_images",
         "llm_calls",
+        "executions",
+        "step_runs",
+        "execution_events",
     }
     migrate.downgrade(engine, "base")
     assert migrate.current_revision(engine) is None

@@ -1,0 +1,590 @@
+"""Executions: a workflow's DAG run step by step in the sandbox, durably.
+
+The engine lives on the daemon's event loop; steps run on a bounded thread pool. Every
+transition goes to the :class:`~agentflowd.engine.journal.Journal` (an event plus the state it
+sets, group-committed). The rules:
+
+* a step starts when every step it depends on has succeeded; it gets
+  ``{"input": <execution input>, "steps": {<dependency>: <its output>}}``;
+* a step's success is durable before its dependents start, so a completed step never runs
+  again; a step that was running when the daemon died runs again on restart (at-least-once; its
+  ``idempotency_key`` ``EXECUTION:STEP`` is in its config);
+* a failed step (after its retries: exponential, linear or fixed backoff with jitter, only for
+  transient outcomes) fails the execution: steps not started are skipped, running ones finish;
+* ``defaultTimeout`` is the execution's deadline: no step runs past it (step timeouts are cut
+  to what is left);
+* ``maxConcurrentExecutions`` queues further executions of the workflow, in order;
+* cancel stops scheduling; running steps end within their own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentflowd.engine.journal import Change, ExecutionRecord, Journal, StepRecord
+from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob, StepRunner
+from agentflowd.errors import ConflictError, NotFound
+from agentflowd.manifest.model import Agent, Backoff, Workflow
+from agentflowd.store import Store
+from sandbox import StepReport
+
+__all__ = ["Engine", "TERMINAL"]
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+
+
+def new_execution_id(now: datetime) -> str:
+    """Sortable by creation time, unique: 12 hex digits of milliseconds, 12 random."""
+    return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(6)}"
+
+
+@dataclass
+class _Run:
+    """An execution the engine is driving."""
+
+    record: ExecutionRecord
+    workflow: Workflow
+    agents: dict[str, Agent]
+    states: dict[str, str]
+    attempts: dict[str, int]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    deadline: float = 0.0  # monotonic
+    stop: str | None = None  # why nothing more is scheduled: failed, cancelled, timed_out
+    error: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def ready(self) -> list[str]:
+        """Pending steps whose dependencies have all succeeded."""
+        return [
+            name
+            for name, agent in self.agents.items()
+            if self.states[name] == "pending"
+            and all(self.states[d] == "succeeded" for d in agent.depends_on)
+        ]
+
+
+class Engine:
+    """Starts, drives, resumes and cancels executions."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        journal: Journal,
+        runner: StepRunner,
+        clock: Callable[[], datetime],
+        workers: int = 4,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.runner = runner
+        self.clock = clock
+        self.workers = workers
+        self._runs: dict[str, _Run] = {}
+        self._queued: dict[str, list[str]] = {}  # workflow -> execution ids waiting, in order
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Resume every execution a previous run left unfinished; returns how many."""
+        self._loop = asyncio.get_running_loop()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="agentflow-step")
+        unfinished = await self._db(self.journal.unfinished)
+        for record in unfinished:
+            await self._resume(record)
+        return len(unfinished)
+
+    async def close(self) -> None:
+        """Stop scheduling; wait briefly for running steps (they are re-run after a restart)."""
+        self._closing = True
+        for run in self._runs.values():
+            for timer in run.timers:
+                timer.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        trigger: str = "manual",
+        key: str | None = None,
+    ) -> ExecutionRecord:
+        """Start an execution of ``workflow``'s applied version (queued when at its limit).
+
+        With a ``key`` (a cron slot, a webhook delivery), a second start with the same key
+        returns the first execution instead of starting another.
+        """
+        stored = await self._db(self.store.get_workflow, workflow)
+        if stored.suspended and trigger != "manual":
+            raise ConflictError(f"workflow {workflow!r} is suspended", workflow=workflow)
+        spec = Workflow.model_validate(stored.spec)
+        now = self.clock()
+        busy = sum(
+            1
+            for r in self._runs.values()
+            if r.record.workflow == workflow and r.record.state == "running"
+        )
+        queued = bool(self._queued.get(workflow))
+        limit = spec.spec.config.max_concurrent_executions
+        state = "running" if busy < limit and not queued else "queued"
+        timeout = spec.spec.config.default_timeout
+        assert isinstance(timeout, timedelta)
+        record = ExecutionRecord(
+            id=new_execution_id(now),
+            workflow=workflow,
+            generation=stored.generation,
+            spec=stored.spec,
+            images=stored.images,
+            state=state,
+            trigger=trigger,
+            trigger_key=key,
+            input=input,
+            output=None,
+            error=None,
+            created_at=now,
+            started_at=now if state == "running" else None,
+            finished_at=None,
+            deadline_at=now + timeout,
+        )
+        steps = [
+            StepRecord(
+                execution_id=record.id,
+                step=str(agent.name),
+                state="pending",
+                attempt=0,
+                image=str(agent.image),
+                image_sha256=(stored.images.get(str(agent.image)) or {}).get("sha256"),
+                output=None,
+                error=None,
+                log=None,
+                started_at=None,
+                finished_at=None,
+                next_attempt_at=None,
+            )
+            for agent in spec.spec.agents
+        ]
+        first = Change(
+            execution_id=record.id,
+            type=f"execution.{state}",
+            at=now,
+            data={"trigger": trigger, "generation": stored.generation, "key": key},
+        )
+        created = await self._db(self.journal.create, record, steps, first)
+        if not created:
+            existing = await self._db(self.journal.by_trigger_key, key)
+            assert existing is not None
+            return existing  # type: ignore[no-any-return]
+        run = self._track(record, spec)
+        if state == "queued":
+            self._queued.setdefault(workflow, []).append(record.id)
+        else:
+            self._schedule(run)
+        return record
+
+    def _track(self, record: ExecutionRecord, spec: Workflow) -> _Run:
+        agents = {str(a.name): a for a in spec.spec.agents}
+        deadline_at = record.deadline_at or record.created_at
+        remaining = (deadline_at - self.clock()).total_seconds()
+        run = _Run(
+            record=record,
+            workflow=spec,
+            agents=agents,
+            states=dict.fromkeys(agents, "pending"),
+            attempts=dict.fromkeys(agents, 0),
+            deadline=time.monotonic() + remaining,
+        )
+        self._runs[record.id] = run
+        assert self._loop is not None
+        run.timers.append(self._loop.call_later(max(0.0, remaining), self._expire, run))
+        return run
+
+    async def _resume(self, record: ExecutionRecord) -> None:
+        spec = Workflow.model_validate(record.spec)
+        run = self._track(record, spec)
+        changes = []
+        for step in await self._db(self.journal.steps, record.id):
+            if step.step not in run.states:
+                continue
+            run.attempts[step.step] = step.attempt
+            state = step.state
+            if state == "succeeded":
+                run.outputs[step.step] = step.output
+            if state == "running":  # it died with the daemon: at-least-once, run it again
+                state = "pending"
+                changes.append(
+                    Change(
+                        execution_id=record.id,
+                        type="step.requeued",
+                        at=self.clock(),
+                        step=step.step,
+                        attempt=step.attempt,
+                        data={"reason": "the daemon stopped while it ran"},
+                        steps={step.step: {"state": "pending"}},
+                    )
+                )
+            run.states[step.step] = state
+        if changes:
+            self.journal.write(changes)
+        if any(s == "failed" for s in run.states.values()):
+            run.stop = "failed"
+        if record.state == "queued":
+            self._queued.setdefault(record.workflow, []).append(record.id)
+            self._dequeue(record.workflow)
+        else:
+            self._schedule(run)
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _schedule(self, run: _Run) -> None:
+        if self._closing or run.done.is_set():
+            return
+        if run.stop is None:
+            for name in run.ready():
+                self._launch(run, name)
+        if not run.running:
+            self._settle(run)
+
+    def _launch(self, run: _Run, name: str) -> None:
+        assert self._loop is not None and self._pool is not None
+        agent = run.agents[name]
+        run.states[name] = "running"
+        run.running.add(name)
+        run.attempts[name] += 1
+        attempt = run.attempts[name]
+        now = self.clock()
+        self.journal.write(
+            [
+                Change(
+                    execution_id=run.id,
+                    type="step.started",
+                    at=now,
+                    step=name,
+                    attempt=attempt,
+                    steps={name: {"state": "running", "attempt": attempt, "started_at": now}},
+                )
+            ]
+        )
+        image = run.record.images.get(str(agent.image)) or {}
+        payload = {
+            "input": run.record.input,
+            "steps": {dep: run.outputs.get(dep) for dep in agent.depends_on},
+        }
+        job = StepJob(
+            execution_id=run.id,
+            workflow=run.record.workflow,
+            spec=run.record.spec,
+            agent=agent,
+            image=image,
+            input_json=json.dumps(payload),
+            attempt=attempt,
+            deadline=run.deadline,
+            on_host_call=functools.partial(self._host_call, run, name, attempt),
+        )
+        future = self._loop.run_in_executor(self._pool, self.runner.run, job)
+        future.add_done_callback(functools.partial(self._finished, run, name, attempt))
+
+    def _host_call(self, run: _Run, name: str, attempt: int, call: HostCall) -> None:
+        """From a worker thread: journal an LLM or HTTP call as it happens."""
+        self.journal.write(
+            [
+                Change(
+                    execution_id=run.id,
+                    type="step.host_call",
+                    at=self.clock(),
+                    step=name,
+                    attempt=attempt,
+                    data={
+                        "kind": call.kind,
+                        "ok": call.ok,
+                        "latency_ms": round(call.latency_ms, 3),
+                        "request": call.request,
+                        "response": call.response,
+                    },
+                )
+            ]
+        )
+
+    def _finished(self, run: _Run, name: str, attempt: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return  # closing: the step runs again after the restart
+        exc = future.exception()
+        report: StepReport | None = None if exc is not None else future.result()
+        asyncio.ensure_future(self._record(run, name, attempt, report, exc))
+
+    async def _record(
+        self,
+        run: _Run,
+        name: str,
+        attempt: int,
+        report: StepReport | None,
+        exc: BaseException | None,
+    ) -> None:
+        now = self.clock()
+        agent = run.agents[name]
+        if report is not None and report.outcome.ok:
+            output = json.loads(report.outcome.output or "null")
+            change = Change(
+                execution_id=run.id,
+                type="step.succeeded",
+                at=now,
+                step=name,
+                attempt=attempt,
+                data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
+                steps={
+                    name: {
+                        "state": "succeeded",
+                        "output": output,
+                        "log": report.log or None,
+                        "error": None,
+                        "finished_at": now,
+                    }
+                },
+            )
+            await asyncio.wrap_future(self.journal.write([change]))  # durable before dependents
+            run.states[name] = "succeeded"
+            run.outputs[name] = output
+            run.running.discard(name)
+            self._schedule(run)
+            return
+        message = report.outcome.message() if report is not None else f"engine error: {exc}"
+        detail = report.outcome.detail if report is not None else str(exc)
+        log_text = report.log if report is not None else None
+        retry = agent.retry
+        transient = report is None or report.outcome.kind in TRANSIENT
+        if (
+            transient
+            and retry is not None
+            and attempt < retry.max_attempts
+            and run.stop is None
+            and not self._closing
+        ):
+            delay = _backoff(retry.backoff, retry.initial_delay, retry.max_delay, attempt)
+            if time.monotonic() + delay < run.deadline:
+                self.journal.write(
+                    [
+                        Change(
+                            execution_id=run.id,
+                            type="step.retrying",
+                            at=now,
+                            step=name,
+                            attempt=attempt,
+                            data={"error": message, "delay_s": round(delay, 3)},
+                            steps={
+                                name: {
+                                    "state": "pending",
+                                    "error": message,
+                                    "log": log_text,
+                                    "next_attempt_at": now + timedelta(seconds=delay),
+                                }
+                            },
+                        )
+                    ]
+                )
+                run.states[name] = "retrying"
+                run.running.discard(name)
+                assert self._loop is not None
+                run.timers.append(self._loop.call_later(delay, self._retry_now, run, name))
+                return
+        self.journal.write(
+            [
+                Change(
+                    execution_id=run.id,
+                    type="step.failed",
+                    at=now,
+                    step=name,
+                    attempt=attempt,
+                    data={"error": message, "detail": detail[:4096]},
+                    steps={
+                        name: {
+                            "state": "failed",
+                            "error": message,
+                            "log": log_text,
+                            "finished_at": now,
+                        }
+                    },
+                )
+            ]
+        )
+        run.states[name] = "failed"
+        run.running.discard(name)
+        if run.stop is None:
+            run.stop, run.error = "failed", f"step {name} failed: {message}"
+        self._schedule(run)
+
+    def _retry_now(self, run: _Run, name: str) -> None:
+        if run.states.get(name) == "retrying":
+            run.states[name] = "pending"  # a stopped run skips it when it settles
+            self._schedule(run)
+
+    def _expire(self, run: _Run) -> None:
+        if run.done.is_set() or run.stop is not None:
+            return
+        run.stop, run.error = "timed_out", "the execution ran past its deadline (defaultTimeout)"
+        self._schedule(run)
+
+    def _settle(self, run: _Run) -> None:
+        """No step is running: finish the execution if nothing more will run."""
+        if run.done.is_set() or (run.record.state == "queued" and run.stop is None):
+            return
+        if run.record.state == "queued":  # cancelled or expired while waiting for a slot
+            waiting = self._queued.get(run.record.workflow, [])
+            if run.id in waiting:
+                waiting.remove(run.id)
+        if run.stop is None and any(s in ("pending", "retrying") for s in run.states.values()):
+            return  # waiting for a retry timer
+        now = self.clock()
+        left = [n for n, s in run.states.items() if s in ("pending", "retrying")]
+        final = run.stop or "succeeded"
+        skip_state = "cancelled" if final == "cancelled" else "skipped"
+        changes = [
+            Change(
+                execution_id=run.id,
+                type=f"step.{skip_state}",
+                at=now,
+                step=n,
+                data={"reason": run.error},
+                steps={n: {"state": skip_state, "finished_at": now}},
+            )
+            for n in left
+        ]
+        for n in left:
+            run.states[n] = skip_state
+        sinks = [n for n in run.agents if not any(n in a.depends_on for a in run.agents.values())]
+        output = {n: run.outputs.get(n) for n in sinks} if final == "succeeded" else None
+        changes.append(
+            Change(
+                execution_id=run.id,
+                type=f"execution.{final}",
+                at=now,
+                data={"error": run.error} if run.error else None,
+                execution={
+                    "state": final,
+                    "output": output,
+                    "error": run.error,
+                    "finished_at": now,
+                },
+            )
+        )
+        done = self.journal.write(changes)
+        run.record = _with(run.record, state=final, output=output, error=run.error, finished_at=now)
+        for timer in run.timers:
+            timer.cancel()
+
+        def finished(_f: Any) -> None:
+            self.journal.forget(run.id)
+
+        done.add_done_callback(finished)
+        run.done.set()
+        self._runs.pop(run.id, None)
+        self._dequeue(run.record.workflow)
+
+    def _dequeue(self, workflow: str) -> None:
+        """Start queued executions of ``workflow`` while it is under its limit."""
+        waiting = self._queued.get(workflow)
+        while waiting:
+            first = self._runs.get(waiting[0])
+            if first is None:
+                waiting.pop(0)
+                continue
+            limit = first.workflow.spec.config.max_concurrent_executions
+            active = sum(
+                1
+                for r in self._runs.values()
+                if r.record.workflow == workflow and r.record.state == "running"
+            )
+            if active >= limit:
+                return
+            waiting.pop(0)
+            now = self.clock()
+            first.record = _with(first.record, state="running", started_at=now)
+            self.journal.write(
+                [
+                    Change(
+                        execution_id=first.id,
+                        type="execution.running",
+                        at=now,
+                        execution={"state": "running", "started_at": now},
+                    )
+                ]
+            )
+            self._schedule(first)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    async def cancel(self, execution_id: str) -> ExecutionRecord:
+        """Stop an execution: nothing more starts; running steps end within their timeout."""
+        run = self._runs.get(execution_id)
+        if run is None:
+            record: ExecutionRecord = await self._db(self.journal.execution, execution_id)
+            if record.state in TERMINAL:
+                raise ConflictError(f"execution {execution_id} already {record.state}")
+            raise NotFound(f"execution {execution_id!r} is not running on this node")
+        if run.stop is None:
+            run.stop, run.error = "cancelled", "cancelled by request"
+        self._schedule(run)
+        return run.record
+
+    async def wait(self, execution_id: str) -> ExecutionRecord:
+        """The execution once it has finished (bound it with ``asyncio.timeout``)."""
+        run = self._runs.get(execution_id)
+        if run is not None:
+            await run.done.wait()
+        await self._flush()
+        record: ExecutionRecord = await self._db(self.journal.execution, execution_id)
+        return record
+
+    async def _flush(self) -> None:
+        """Wait until everything written so far is durable."""
+        await asyncio.wrap_future(self.journal.write([]))
+
+    def active(self) -> int:
+        """Executions being driven (running or queued)."""
+        return len(self._runs)
+
+
+def _backoff(kind: Backoff, initial: Any, maximum: Any, attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1``, with ±20 % jitter, capped at ``maximum``."""
+    base = initial.total_seconds() if isinstance(initial, timedelta) else float(initial)
+    cap = maximum.total_seconds() if isinstance(maximum, timedelta) else float(maximum)
+    if kind is Backoff.EXPONENTIAL:
+        delay = base * 2 ** (attempt - 1)
+    elif kind is Backoff.LINEAR:
+        delay = base * attempt
+    else:
+        delay = base
+    return float(min(cap, delay) * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not secrets
+
+
+def _with(record: ExecutionRecord, **values: Any) -> ExecutionRecord:
+    from dataclasses import replace
+
+    return replace(record, **values)

@@ -1,0 +1,324 @@
+"""The durable record of executions: events appended with the state they produce, group-committed.
+
+Every transition is written as one :class:`Change`: an event for the execution's history
+(``execution_events``, ``seq`` numbered per execution) plus the rows it updates (``executions``,
+``step_runs``), in one transaction. One writer thread owns the writes and commits whatever has
+queued up since its last commit in a single transaction (group commit: the research floor shows
+5-18x from it). :meth:`Journal.write` returns a future that is done when the change is durable;
+the engine waits on it only where it must (a step's completion before its dependents start).
+
+Reads go straight to the database from any thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from agentflowd.errors import NotFound
+from agentflowd.store.tables import execution_events, executions, step_runs
+
+__all__ = ["Change", "EventRecord", "ExecutionRecord", "Journal", "StepRecord"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionRecord:
+    """An execution's materialized state."""
+
+    id: str
+    workflow: str
+    generation: int
+    spec: dict[str, Any]
+    images: dict[str, Any]
+    state: str
+    trigger: str
+    trigger_key: str | None
+    input: Any
+    output: Any
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """A step's latest attempt."""
+
+    execution_id: str
+    step: str
+    state: str
+    attempt: int
+    image: str
+    image_sha256: str | None
+    output: Any
+    error: str | None
+    log: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRecord:
+    """One entry of an execution's history."""
+
+    execution_id: str
+    seq: int
+    at: datetime
+    type: str
+    step: str | None
+    attempt: int | None
+    data: Any
+
+
+@dataclass(kw_only=True)
+class Change:
+    """One transition: its event and the rows it sets (all in one transaction)."""
+
+    execution_id: str
+    type: str
+    at: datetime
+    step: str | None = None
+    attempt: int | None = None
+    data: Any = None
+    execution: dict[str, Any] = field(default_factory=dict)  # columns of executions to set
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> columns to set
+
+
+def _execution(row: RowMapping) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row["id"],
+        workflow=row["workflow"],
+        generation=row["generation"],
+        spec=row["spec"],
+        images=row["images"] or {},
+        state=row["state"],
+        trigger=row["trigger"],
+        trigger_key=row["trigger_key"],
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        deadline_at=row["deadline_at"],
+    )
+
+
+def _step(row: RowMapping) -> StepRecord:
+    return StepRecord(**{k: row[k] for k in StepRecord.__dataclass_fields__})
+
+
+class Journal:
+    """Executions, steps and events in the store's database, written by one thread."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 1024) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[list[Change], Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._seq: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
+        self._thread.start()
+        self.commits = 0  # transactions committed (for metrics and benchmarks)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(self, record: ExecutionRecord, steps: Iterable[StepRecord], change: Change) -> bool:
+        """Insert a new execution with its steps and first event, now (not group-committed).
+
+        False when an execution with the same ``trigger_key`` exists (a cron slot already
+        fired, a webhook delivery seen twice): nothing is written.
+        """
+        values = {k: getattr(record, k) for k in ExecutionRecord.__dataclass_fields__}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(executions.insert().values(**values))
+                rows = [{k: getattr(s, k) for k in StepRecord.__dataclass_fields__} for s in steps]
+                if rows:
+                    conn.execute(step_runs.insert(), rows)
+                self._seq[record.id] = 0
+                self._apply(conn, [change])
+        except IntegrityError:
+            self._seq.pop(record.id, None)
+            if record.trigger_key is not None:
+                return False
+            raise
+        return True
+
+    def write(self, changes: list[Change]) -> Future[None]:
+        """Queue ``changes`` for the next group commit; the future is done once durable."""
+        done: Future[None] = Future()
+        self._queue.put((changes, done))
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[list[Change], Future[None]]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self._apply(conn, [c for changes, _ in batch for c in changes])
+            self.commits += 1
+        except Exception:  # one bad change must not sink the others: retry them one by one
+            for changes, done in batch:
+                try:
+                    with self.engine.begin() as conn:
+                        self._apply(conn, changes)
+                    self.commits += 1
+                except Exception as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+            return
+        for _, done in batch:
+            done.set_result(None)
+
+    def _next_seq(self, conn: Connection, execution_id: str) -> int:
+        seq = self._seq.get(execution_id)
+        if seq is None:
+            seq = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(execution_events.c.seq), 0)).where(
+                    execution_events.c.execution_id == execution_id
+                )
+            ).scalar_one()
+        seq += 1
+        self._seq[execution_id] = seq
+        return seq
+
+    def _apply(self, conn: Connection, changes: list[Change]) -> None:
+        events = []
+        for change in changes:
+            events.append(
+                {
+                    "execution_id": change.execution_id,
+                    "seq": self._next_seq(conn, change.execution_id),
+                    "at": change.at,
+                    "type": change.type,
+                    "step": change.step,
+                    "attempt": change.attempt,
+                    "data": change.data,
+                }
+            )
+            if change.execution:
+                conn.execute(
+                    executions.update()
+                    .where(executions.c.id == change.execution_id)
+                    .values(**change.execution)
+                )
+            for step, values in change.steps.items():
+                conn.execute(
+                    step_runs.update()
+                    .where(
+                        step_runs.c.execution_id == change.execution_id, step_runs.c.step == step
+                    )
+                    .values(**values)
+                )
+        if events:
+            conn.execute(execution_events.insert(), events)
+
+    def forget(self, execution_id: str) -> None:
+        """Drop the in-memory sequence counter of a finished execution."""
+        self._seq.pop(execution_id, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def execution(self, execution_id: str) -> ExecutionRecord:
+        """One execution (NotFound when there is none)."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(executions).where(executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        return _execution(row)
+
+    def executions(
+        self, *, workflow: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[ExecutionRecord]:
+        """Executions, newest first."""
+        query = sa.select(executions).order_by(
+            executions.c.created_at.desc(), executions.c.id.desc()
+        )
+        if workflow is not None:
+            query = query.where(executions.c.workflow == workflow)
+        if state is not None:
+            query = query.where(executions.c.state == state)
+        with self.engine.connect() as conn:
+            return [_execution(r) for r in conn.execute(query.limit(limit)).mappings()]
+
+    def unfinished(self) -> list[ExecutionRecord]:
+        """Executions a restart must resume (queued or running), oldest first."""
+        query = (
+            sa.select(executions)
+            .where(executions.c.state.in_(("queued", "running")))
+            .order_by(executions.c.created_at, executions.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_execution(r) for r in conn.execute(query).mappings()]
+
+    def steps(self, execution_id: str) -> list[StepRecord]:
+        """Every step of an execution."""
+        query = sa.select(step_runs).where(step_runs.c.execution_id == execution_id)
+        with self.engine.connect() as conn:
+            return [_step(r) for r in conn.execute(query.order_by(step_runs.c.step)).mappings()]
+
+    def events(
+        self, execution_id: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[EventRecord]:
+        """An execution's history from ``seq > after``, in order."""
+        c = execution_events.c
+        query = (
+            sa.select(c.execution_id, c.seq, c.at, c.type, c.step, c.attempt, c.data)
+            .where(c.execution_id == execution_id, c.seq > after)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def by_trigger_key(self, key: str) -> ExecutionRecord | None:
+        """The execution a trigger key started, if any."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(executions).where(executions.c.trigger_key == key))
+                .mappings()
+                .first()
+            )
+        return _execution(row) if row is not None else None

@@ -1,0 +1,221 @@
+"""Running one step: its agent image in the sandbox, under the agent's limits, with its LLM calls
+routed and its HTTP calls checked, every host call reported as it happens.
+
+Blocking: the engine calls :meth:`StepRunner.run` on a worker thread. Images come from the
+store by SHA-256 (the bytes that were reconciled, whatever git does later); Python agents run
+in the shared python-runtime, components in-process or, when they can block in WASI, in a
+killable worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from agentflowd.llm import llm_callback
+from agentflowd.manifest.model import Agent
+from agentflowd.store import Store
+from router import CallContext, ConfigError, budget_limits, policy_for_agent
+from router.router import Router
+from sandbox import (
+    HostCallbacks,
+    HostCallError,
+    HttpPolicy,
+    OutcomeKind,
+    RunContext,
+    SandboxEngine,
+    StepLimits,
+    StepReport,
+    make_http_fetch,
+)
+from sandbox.errors import SandboxError
+from sandbox.isolate import ProcessSandbox, run_component
+from sandbox.outcome import Outcome
+from sandbox.python import PythonRuntime
+
+__all__ = ["HostCall", "StepJob", "StepRunner", "TRANSIENT"]
+
+#: Outcomes worth another attempt. Limits and policy refusals are not: they would fail again.
+TRANSIENT = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.AGENT_ERROR, OutcomeKind.TRAP})
+#: Request and response text kept per host call in the journal.
+HOST_CALL_TEXT = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostCall:
+    """An LLM or HTTP call a step made, for the execution's history."""
+
+    kind: str  # "llm" | "http"
+    request: str
+    response: str
+    ok: bool
+    latency_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepJob:
+    """Everything one attempt of one step needs."""
+
+    execution_id: str
+    workflow: str
+    spec: dict[str, Any]  # the execution's workflow version (canonical form)
+    agent: Agent
+    image: dict[str, Any]  # {path, kind, sha256, size}
+    input_json: str
+    attempt: int
+    deadline: float  # monotonic: the execution's deadline
+    on_host_call: Callable[[HostCall], None] = field(default=lambda _call: None)
+
+
+class StepRunner:
+    """Runs steps; thread-safe (one per daemon)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        router: Callable[[], Router],
+        sandbox: SandboxEngine,
+        processes: ProcessSandbox,
+        python: PythonRuntime,
+        today: Callable[[], date],
+        max_images: int = 64,
+    ) -> None:
+        self.store = store
+        self.router = router  # the current router (SIGHUP may replace it)
+        self.sandbox = sandbox
+        self.processes = processes
+        self.python = python
+        self.today = today
+        self.max_images = max_images
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def image(self, sha256: str) -> bytes:
+        """An image's content, from memory or the store."""
+        with self._lock:
+            if sha256 in self._images:
+                self._images.move_to_end(sha256)
+                return self._images[sha256]
+        content = self.store.get_image(sha256).content
+        with self._lock:
+            self._images[sha256] = content
+            while len(self._images) > self.max_images:
+                self._images.popitem(last=False)
+        return content
+
+    def run(self, job: StepJob) -> StepReport:
+        """One attempt; never raises for the agent's faults (they are outcomes)."""
+        agent = job.agent
+        remaining = job.deadline - time.monotonic()
+        timeout = min(agent.resources.timeout.total_seconds(), remaining)
+        if timeout <= 0:
+            return _report(OutcomeKind.TIMEOUT, "the execution's deadline has passed")
+        limits = StepLimits(
+            memory_bytes=int(agent.resources.memory),
+            timeout_seconds=timeout,
+            cpu_millicores=int(agent.resources.cpu),
+            storage_bytes=int(agent.resources.storage),
+            llm_calls=agent.limits.llm_calls,
+            network_requests=agent.limits.network_requests,
+            file_operations=agent.limits.file_operations,
+        )
+        step_deadline = time.monotonic() + timeout
+        try:
+            ctx = RunContext(
+                limits=limits,
+                callbacks=self._callbacks(job, step_deadline),
+                config_json=json.dumps(
+                    {
+                        "workflow": job.workflow,
+                        "execution": job.execution_id,
+                        "agent": agent.name,
+                        "attempt": job.attempt,
+                        "idempotency_key": f"{job.execution_id}:{agent.name}",
+                    }
+                ),
+            )
+            content = self.image(job.image["sha256"])
+            if job.image.get("kind") == "wasm":
+                return run_component(self.sandbox, content, job.input_json, ctx, self.processes)
+            return self.python.run(content.decode("utf-8"), job.input_json, ctx)
+        except SandboxError as exc:
+            return _report(OutcomeKind.TRAP, f"the sandbox could not run the step: {exc}")
+        except Exception as exc:  # the image is gone from the store, a bug: the step's failure
+            return _report(OutcomeKind.TRAP, f"{type(exc).__name__}: {exc}")
+
+    def _callbacks(self, job: StepJob, deadline: float) -> HostCallbacks:
+        router = self.router()
+        agent = job.agent
+        budgets = budget_limits(
+            job.spec, name=job.workflow, execution=job.execution_id, today=self.today()
+        )
+        context = CallContext(
+            workflow=job.workflow,
+            agent=str(agent.name),
+            execution=job.execution_id,
+            step=f"{agent.name}#{job.attempt}",
+            budgets=budgets,
+            deadline=deadline,
+        )
+        try:
+            llm = llm_callback(router, policy_for_agent(job.spec, str(agent.name)), lambda: context)
+        except ConfigError as exc:
+            llm = _refuse(f"this agent cannot call an LLM: {exc}")
+        http = make_http_fetch(
+            HttpPolicy(allow=tuple(agent.network.allow)),
+            remaining_seconds=lambda: deadline - time.monotonic(),
+        )
+        return HostCallbacks(
+            llm_complete=_journaled("llm", llm, job.on_host_call),
+            http_fetch=_journaled("http", http, job.on_host_call),
+        )
+
+
+def _journaled(
+    kind: str, fn: Callable[[str], str], report: Callable[[HostCall], None]
+) -> Callable[[str], str]:
+    def call(request: str) -> str:
+        started = time.perf_counter()
+        try:
+            response = fn(request)
+        except Exception as exc:
+            report(
+                HostCall(
+                    kind=kind,
+                    request=request[:HOST_CALL_TEXT],
+                    response=str(exc)[:HOST_CALL_TEXT],
+                    ok=False,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            )
+            raise
+        report(
+            HostCall(
+                kind=kind,
+                request=request[:HOST_CALL_TEXT],
+                response=response[:HOST_CALL_TEXT],
+                ok=True,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+        return response
+
+    return call
+
+
+def _refuse(message: str) -> Callable[[str], str]:
+    def refuse(_request: str) -> str:
+        raise HostCallError(message)
+
+    return refuse
+
+
+def _report(kind: OutcomeKind, detail: str) -> StepReport:
+    return StepReport(outcome=Outcome(kind=kind, detail=detail), elapsed_seconds=0.0, fuel_used=0)

@@ -1,0 +1,308 @@
+"""Executions end to end on SQLite and PostgreSQL, with WAT agents: order, data between steps,
+failures and retries, concurrency limits, cancel, deadlines, resume after a crash, trigger keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from agentflowd.engine import Journal
+from agentflowd.store import SqlStore, migrate
+from agentflowd.store.tables import metadata, step_runs
+from sandbox import SandboxEngine
+from sandbox.isolate import ProcessSandbox
+from sandbox.python import PythonRuntime
+from tests.engine.harness import Harness, agent, harness, manifest
+from tests.sandbox import wat
+
+ECHO = ("wasm", wat.ECHO.encode())
+FAILING = ("wasm", wat.FAILING.encode())
+LOOP = ("wasm", wat.LOOP_FOREVER.encode())
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
+    sandbox = SandboxEngine()
+    processes = ProcessSandbox()
+    python = PythonRuntime(sandbox)
+    yield sandbox, processes, python
+    processes.close()
+    sandbox.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "engine.db")
+    url: str = request.getfixturevalue("postgres_url")
+    store = SqlStore.open(url)
+    migrate.upgrade(store.engine)
+    with store.engine.begin() as conn:
+        names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    store.close()
+    return url
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def events(h: Harness, execution: str) -> list[tuple[str, str | None]]:
+    return [(e.type, e.step) for e in h.journal.events(execution)]
+
+
+CHAIN = manifest(
+    "chain",
+    "\n".join(
+        [
+            agent("a", "agents/echo:v1"),
+            agent("b", "agents/echo:v1", ("a",)),
+            agent("c", "agents/echo:v1", ("b",)),
+        ]
+    ),
+)
+DIAMOND = manifest(
+    "diamond",
+    "\n".join(
+        [
+            agent("a", "agents/echo:v1"),
+            agent("b", "agents/echo:v1", ("a",)),
+            agent("c", "agents/echo:v1", ("a",)),
+            agent("d", "agents/echo:v1", ("b", "c")),
+        ]
+    ),
+)
+
+
+def test_a_chain_runs_in_order_and_passes_outputs_on(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            started = await h.engine.run("chain", {"ticket": 42})
+            done = await h.engine.wait(started.id)
+            assert done.state == "succeeded" and done.finished_at is not None
+            # c echoes its input, which holds b's, which holds a's: the data went through
+            c = done.output["c"]
+            assert c["input"] == {"ticket": 42}
+            assert c["steps"]["b"]["steps"]["a"] == {"input": {"ticket": 42}, "steps": {}}
+            assert events(h, started.id) == [
+                ("execution.running", None),
+                ("step.started", "a"),
+                ("step.succeeded", "a"),
+                ("step.started", "b"),
+                ("step.succeeded", "b"),
+                ("step.started", "c"),
+                ("step.succeeded", "c"),
+                ("execution.succeeded", None),
+            ]
+            steps = h.journal.steps(started.id)
+            digest = done.images["agents/echo:v1"]["sha256"]
+            assert {s.image_sha256 for s in steps} == {digest}  # recorded with every step
+            assert [s.attempt for s in steps] == [1, 1, 1]
+
+    run(main())
+
+
+def test_independent_branches_run_and_join(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(DIAMOND, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("diamond", "x")).id)
+            assert done.state == "succeeded"
+            assert set(done.output["d"]["steps"]) == {"b", "c"}
+
+    run(main())
+
+
+def test_a_failed_step_is_retried_then_fails_the_execution_and_skips_dependents(db_url, parts):
+    text = manifest(
+        "failing",
+        "\n".join(
+            [
+                agent("a", "agents/echo:v1"),
+                agent(
+                    "b",
+                    "agents/bad:v1",
+                    ("a",),
+                    "      retry: {maxAttempts: 3, backoff: exponential, initialDelay: 10ms, "
+                    "maxDelay: 20ms}",
+                ),
+                agent("c", "agents/echo:v1", ("b",)),
+                agent("d", "agents/echo:v1", ("a",)),
+            ]
+        ),
+    )
+
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(text, {"agents/echo:v1": ECHO, "agents/bad:v1": FAILING})
+            done = await h.engine.wait((await h.engine.run("failing")).id)
+            assert done.state == "failed"
+            assert done.error == "step b failed: agent-error: the agent broke"
+            states = {s.step: (s.state, s.attempt) for s in h.journal.steps(done.id)}
+            assert states == {
+                "a": ("succeeded", 1),
+                "b": ("failed", 3),
+                "c": ("skipped", 0),
+                "d": ("succeeded", 1),
+            }
+            kinds = [t for t, step in events(h, done.id) if step == "b"]
+            assert kinds.count("step.retrying") == 2 and kinds[-1] == "step.failed"
+
+    run(main())
+
+
+def test_limits_are_not_retried(db_url, parts):
+    text = manifest(
+        "slow",
+        agent(
+            "a",
+            "agents/loop:v1",
+            extra="      resources: {timeout: 50ms, cpu: '100'}\n"
+            "      retry: {maxAttempts: 3, backoff: fixed, initialDelay: 10ms, maxDelay: 10ms}",
+        ),
+    )
+
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(text, {"agents/loop:v1": LOOP})
+            done = await h.engine.wait((await h.engine.run("slow")).id)
+            # a timeout is transient: retried; each attempt stops at its own 50 ms
+            assert done.state == "failed" and "timeout" in (done.error or "")
+            assert h.journal.steps(done.id)[0].attempt == 3
+
+    run(main())
+
+
+def test_executions_beyond_the_limit_wait_their_turn(db_url, parts):
+    text = manifest("one", agent("a", "agents/echo:v1"), config="    maxConcurrentExecutions: 1")
+
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(text, {"agents/echo:v1": ECHO})
+            records = [await h.engine.run("one", i) for i in range(4)]
+            assert [r.state for r in records] == ["running", "queued", "queued", "queued"]
+            finished = [await h.engine.wait(r.id) for r in records]
+            assert [r.state for r in finished] == ["succeeded"] * 4
+            starts = sorted(r.started_at for r in finished if r.started_at)
+            assert [r.started_at for r in finished] == starts  # in order
+
+    run(main())
+
+
+def test_cancel_stops_what_has_not_started(db_url, parts):
+    text = manifest(
+        "cancel",
+        "\n".join(
+            [
+                agent("a", "agents/loop:v1", extra="      resources: {timeout: 300ms, cpu: '100'}"),
+                agent("b", "agents/echo:v1", ("a",)),
+            ]
+        ),
+    )
+
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(text, {"agents/loop:v1": LOOP, "agents/echo:v1": ECHO})
+            started = await h.engine.run("cancel")
+            await h.engine.cancel(started.id)
+            done = await h.engine.wait(started.id)
+            assert done.state == "cancelled"
+            states = {s.step: s.state for s in h.journal.steps(done.id)}
+            assert states["b"] == "cancelled"
+
+    run(main())
+
+
+def test_the_execution_deadline_cuts_step_timeouts(db_url, parts):
+    text = manifest(
+        "deadline",
+        agent("a", "agents/loop:v1", extra="      resources: {timeout: 60s, cpu: '100'}"),
+        config="    defaultTimeout: 200ms",
+    )
+
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(text, {"agents/loop:v1": LOOP})
+            started = await h.engine.run("deadline")
+            async with asyncio.timeout(10):
+                done = await h.engine.wait(started.id)
+            assert done.state == "timed_out"
+            assert done.finished_at is not None
+            assert (done.finished_at - done.created_at).total_seconds() < 1.0
+
+    run(main())
+
+
+def test_a_trigger_key_starts_at_most_one_execution(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            first = await h.engine.run("chain", trigger="schedule", key="chain@2026-11-24T09:00Z")
+            again = await h.engine.run("chain", trigger="schedule", key="chain@2026-11-24T09:00Z")
+            assert again.id == first.id
+            await h.engine.wait(first.id)
+            assert len(h.journal.executions(workflow="chain")) == 1
+
+    run(main())
+
+
+def test_a_restart_resumes_and_never_reruns_a_completed_step(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("chain", 1)).id)
+            # make it look like the daemon died while b ran: b running, c pending
+            with h.store.engine.begin() as conn:
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.execution_id == done.id, step_runs.c.step == "b")
+                    .values(state="running", output=None)
+                )
+                conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.execution_id == done.id, step_runs.c.step == "c")
+                    .values(state="pending", output=None, attempt=0)
+                )
+                conn.execute(sa.text("UPDATE executions SET state='running', output=NULL"))
+            crashed = done.id
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            resumed = await h.engine.wait(crashed)
+            assert resumed.state == "succeeded"
+            kinds = [(t, s) for t, s in events(h, crashed)]
+            assert kinds.count(("step.started", "a")) == 1  # completed: never again
+            assert ("step.requeued", "b") in kinds and kinds.count(("step.started", "b")) == 2
+
+    run(main())
+
+
+def test_the_journal_group_commits(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(DIAMOND, {"agents/echo:v1": ECHO})
+            ids = [(await h.engine.run("diamond", i)).id for i in range(20)]
+            for i in ids:
+                assert (await h.engine.wait(i)).state == "succeeded"
+            written = sum(len(h.journal.events(i)) for i in ids)
+            assert h.journal.commits < written  # several changes per transaction
+
+    run(main())
+
+
+def test_events_survive_a_new_journal(db_url):
+    store = SqlStore.open(db_url) if "://" in db_url else SqlStore.open(db_url)
+    migrate.upgrade(store.engine)
+    journal = Journal(store.engine)
+    try:
+        assert journal.unfinished() == []
+        assert json.dumps(journal.executions()) == "[]"
+    finally:
+        journal.close()
+        store.close()
