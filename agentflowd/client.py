@@ -11,8 +11,10 @@ Errors come back as the package's own exceptions: a 404 is :class:`NotFound`, a 
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import httpx
 
@@ -61,6 +63,9 @@ class AgentFlowClient:
             raise ServerUnavailable(f"cannot reach agentflowd at {self.base_url}: {exc}") from exc
         if response.status_code < 400:
             return response.json()
+        self._raise(response)
+
+    def _raise(self, response: httpx.Response) -> NoReturn:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
@@ -124,3 +129,73 @@ class AgentFlowClient:
         """Follow git again."""
         result: dict[str, Any] = self._call("POST", f"/api/v1/workflows/{name}/unpin")
         return result
+
+    # -- executions ----------------------------------------------------------------------------
+
+    def run(self, workflow: str, input: Any = None) -> dict[str, Any]:
+        """Start an execution of ``workflow``; returns it (state running or queued)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/workflows/{workflow}/executions", json={"input": input}
+        )
+        return result
+
+    def list_executions(
+        self, *, workflow: str | None = None, state: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Executions, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if workflow:
+            params["workflow"] = workflow
+        if state:
+            params["state"] = state
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/executions", params=params)
+        return result
+
+    def get_execution(self, execution_id: str) -> dict[str, Any]:
+        """One execution with its steps and cost."""
+        result: dict[str, Any] = self._call("GET", f"/api/v1/executions/{execution_id}")
+        return result
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        """Stop an execution."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/executions/{execution_id}/cancel")
+        return result
+
+    def events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """An execution's history from ``seq > after``."""
+        result: list[dict[str, Any]] = self._call(
+            "GET", f"/api/v1/executions/{execution_id}/events", params={"after": after}
+        )
+        return result
+
+    def stream_execution_events(
+        self, execution_id: str, after: int = 0
+    ) -> Iterator[dict[str, Any]]:
+        """An execution's events as they happen (Server-Sent Events), until it finishes."""
+        path = f"/api/v1/executions/{execution_id}/events"
+        try:
+            with self._http.stream(
+                "GET",
+                path,
+                params={"after": after, "follow": "true"},
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield json.loads("\n".join(data))
+                        data = []
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"cannot reach agentflowd at {self.base_url}: {exc}") from exc
+
+    def wait(self, execution_id: str) -> dict[str, Any]:
+        """The execution once it has finished (follows its events)."""
+        for _event in self.stream_execution_events(execution_id):
+            pass
+        return self.get_execution(execution_id)

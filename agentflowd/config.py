@@ -85,6 +85,13 @@ class DaemonConfig(BaseModel):
         default_factory=dict,
         description="LLM deployments, price overrides and retry settings (docs/router.md).",
     )
+    workers: int = Field(
+        default=4, ge=1, le=256, description="Agent steps run at the same time (threads)."
+    )
+    warm_python: bool = Field(
+        default=True,
+        description="Build and compile the Python agent runtime at start, not at the first step.",
+    )
     llm_mock: bool = Field(
         default=False,
         description="Answer the routes of unconfigured LLM providers with the mock provider.",
@@ -144,7 +151,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue  # a list of mappings: config file only
         elif key == "router":
             continue  # a mapping: config file only
-        elif key in ("prune", "push_notes", "llm_mock"):
+        elif key in ("prune", "push_notes", "llm_mock", "warm_python"):
             out[key] = value.strip().lower() in ("1", "true", "yes", "on")
         else:
             out[key] = value

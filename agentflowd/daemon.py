@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.errors import AgentFlowError, UsageError
@@ -47,6 +47,12 @@ from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
 from router import Budgets, Router, RouterError
+
+if TYPE_CHECKING:
+    from agentflowd.engine import Engine, Journal
+    from sandbox import SandboxEngine
+    from sandbox.isolate import ProcessSandbox
+    from sandbox.python import PythonRuntime
 
 __all__ = ["Daemon", "utcnow"]
 
@@ -81,6 +87,10 @@ class Daemon:
         self.store: Store
         self.reconciler: Reconciler
         self.router: Router | None = None
+        self.engine: Engine | None = None
+        self.journal: Journal | None = None
+        self.sandbox: SandboxEngine | None = None
+        self.processes: ProcessSandbox | None = None
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
@@ -192,6 +202,7 @@ class Daemon:
             self._git.shutdown(wait=True)
             raise
         self.reconciler.api_url = self._api_url()
+        await self._start_engine()
         config = uvicorn.Config(create_app(self), log_config=None, lifespan="off", access_log=False)
         config.load()
         server = uvicorn.Server(config)
@@ -229,6 +240,7 @@ class Daemon:
                 await ticks
             await server.shutdown(sockets=[sock])
             sock.close()
+            await self._stop_engine()
             self._git.shutdown(wait=True)  # let the pass in flight finish
             self._close_sinks(self.reconciler.sinks)  # post what is queued
             self.store.close()
@@ -236,6 +248,55 @@ class Daemon:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         return 0
+
+    async def _start_engine(self) -> None:
+        """The sandbox, the journal and the engine; resume what a previous run left."""
+        from agentflowd.engine import Engine, Journal, StepRunner
+        from agentflowd.store import SqlStore
+        from sandbox import SandboxEngine
+        from sandbox.isolate import ProcessSandbox
+        from sandbox.pybuild import default_cache_dir
+        from sandbox.python import PythonRuntime
+
+        if not isinstance(self.store, SqlStore):  # pragma: no cover - the daemon opens SQL
+            return
+        compiled = default_cache_dir() / "compiled"
+        self.sandbox = SandboxEngine(compiled)
+        self.processes = ProcessSandbox(compiled)
+        python = PythonRuntime(self.sandbox, progress=lambda m: log.info("%s", m))
+        self.journal = Journal(self.store.engine)
+        runner = StepRunner(
+            store=self.store,
+            router=lambda: self.router,  # type: ignore[arg-type,return-value]
+            sandbox=self.sandbox,
+            processes=self.processes,
+            python=python,
+            today=lambda: self.clock().date(),
+        )
+        self.engine = Engine(
+            store=self.store,
+            journal=self.journal,
+            runner=runner,
+            clock=self.clock,
+            workers=self.config.workers,
+        )
+        resumed = await self.engine.start()
+        if resumed:
+            log.info("resumed %d unfinished execution(s)", resumed)
+        if self.config.warm_python:  # build/compile it now, not when the first step needs it
+            threading.Thread(
+                target=_warm, args=(python,), name="agentflow-warm", daemon=True
+            ).start()
+
+    async def _stop_engine(self) -> None:
+        if self.engine is not None:
+            await self.engine.close()
+        if self.journal is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.journal.close)
+        if self.processes is not None:
+            self.processes.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
 
     async def _reconcile_loop(self) -> None:
         """Pass on every wake-up (watch, webhook, API), and at least every poll interval."""
@@ -482,3 +543,10 @@ def _make_router(cfg: DaemonConfig, store: Store, budgets: Budgets | None = None
         fate = "the mock provider answers its routes" if cfg.llm_mock else "its routes are skipped"
         log.warning("LLM provider %s is not configured (%s): %s", name, why, fate)
     return router
+
+
+def _warm(python: PythonRuntime) -> None:
+    try:
+        python.component()
+    except Exception:  # the first Python step reports it in its own outcome
+        log.exception("cannot prepare the Python agent runtime")

@@ -13,6 +13,10 @@ import pytest
 
 from tests.manifests import VALID
 
+# Daemons started by the tests do not build the Python runtime at start (the tests that run
+# Python steps share one session cache, `agentflow_cache`).
+os.environ.setdefault("AGENTFLOW_WARM_PYTHON", "false")
+
 POSTGRES_ENV = "AGENTFLOW_TEST_POSTGRES_URL"
 
 

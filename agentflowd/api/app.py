@@ -21,7 +21,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflowd._version import __version__
+from agentflowd.api.executions import executions_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
+from agentflowd.engine import Engine, Journal
 from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
 from agentflowd.manifest import Workflow
 from agentflowd.observability import Metrics
@@ -38,6 +40,8 @@ class DaemonHandle(Protocol):
     reconciler: Reconciler
     metrics: Metrics
     webhook_secret: str | None
+    engine: Engine | None
+    journal: Journal | None
 
     @property
     def ready(self) -> bool:
@@ -338,4 +342,5 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
             {"status": "accepted", "forge": event.forge, "ref": event.ref}, status_code=202
         )
 
+    app.include_router(executions_routes(daemon))
     return app

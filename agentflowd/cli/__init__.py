@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from agentflowd._version import __version__
-from agentflowd.cli import agent_cmd, remote, route_cmd, schema_cmd, validate
+from agentflowd.cli import agent_cmd, executions_cmd, remote, route_cmd, schema_cmd, validate
 
 __all__ = ["app", "main"]
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.command("validate")(validate.validate)
 app.command("schema")(schema_cmd.schema)
 remote.register(app)
+executions_cmd.register(app)
 app.add_typer(agent_cmd.agent_app, name="agent")
 app.command("build")(agent_cmd.build)
 app.add_typer(route_cmd.route_app, name="route")

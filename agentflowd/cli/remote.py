@@ -52,7 +52,7 @@ def _client(server: str | None) -> AgentFlowClient:
     return AgentFlowClient(server)
 
 
-list_app = typer.Typer(help="List workflows or revisions.", no_args_is_help=True)
+list_app = typer.Typer(help="List workflows, revisions or executions.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one object in full.", no_args_is_help=True)
 
 

@@ -67,6 +67,7 @@ class _Run:
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    creating: bool = False  # its rows are being written: nothing may be scheduled yet
 
     @property
     def id(self) -> str:
@@ -104,13 +105,20 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._tick: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> int:
         """Resume every execution a previous run left unfinished; returns how many."""
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="agentflow-step")
+        self._tick = loop.create_future()
+
+        def committed() -> None:
+            loop.call_soon_threadsafe(self._notify)
+
+        self.journal.on_commit = committed
         unfinished = await self._db(self.journal.unfinished)
         for record in unfinished:
             await self._resume(record)
@@ -119,6 +127,7 @@ class Engine:
     async def close(self) -> None:
         """Stop scheduling; wait briefly for running steps (they are re-run after a restart)."""
         self._closing = True
+        self.journal.on_commit = None
         for run in self._runs.values():
             for timer in run.timers:
                 timer.cancel()
@@ -198,17 +207,37 @@ class Engine:
             at=now,
             data={"trigger": trigger, "generation": stored.generation, "key": key},
         )
-        created = await self._db(self.journal.create, record, steps, first)
-        if not created:
-            existing = await self._db(self.journal.by_trigger_key, key)
-            assert existing is not None
-            return existing  # type: ignore[no-any-return]
+        # take the slot (or the place in the queue) now, before the write yields to the loop:
+        # concurrent starts must not all see the same free slot
         run = self._track(record, spec)
         if state == "queued":
             self._queued.setdefault(workflow, []).append(record.id)
+        run.creating = True
+        try:
+            created = await self._db(self.journal.create, record, steps, first)
+        except BaseException:
+            self._untrack(run)
+            raise
+        run.creating = False
+        if not created:
+            self._untrack(run)
+            existing = await self._db(self.journal.by_trigger_key, key)
+            assert existing is not None
+            return existing  # type: ignore[no-any-return]
+        if state == "queued":
+            self._dequeue(workflow)  # a slot may have freed while it was written
         else:
             self._schedule(run)
         return record
+
+    def _untrack(self, run: _Run) -> None:
+        for timer in run.timers:
+            timer.cancel()
+        self._runs.pop(run.id, None)
+        waiting = self._queued.get(run.record.workflow, [])
+        if run.id in waiting:
+            waiting.remove(run.id)
+        self._dequeue(run.record.workflow)
 
     def _track(self, record: ExecutionRecord, spec: Workflow) -> _Run:
         agents = {str(a.name): a for a in spec.spec.agents}
@@ -265,7 +294,7 @@ class Engine:
     # -- scheduling ------------------------------------------------------------------------------
 
     def _schedule(self, run: _Run) -> None:
-        if self._closing or run.done.is_set():
+        if self._closing or run.done.is_set() or run.creating:
             return
         if run.stop is None:
             for name in run.ready():
@@ -523,6 +552,8 @@ class Engine:
             )
             if active >= limit:
                 return
+            if first.creating:
+                return  # its start is still being written: dequeued right after
             waiting.pop(0)
             now = self.clock()
             first.record = _with(first.record, state="running", started_at=now)
@@ -537,6 +568,17 @@ class Engine:
                 ]
             )
             self._schedule(first)
+
+    def changed(self) -> asyncio.Future[None]:
+        """Done when the journal next commits (for event streams)."""
+        assert self._tick is not None
+        return asyncio.shield(self._tick)
+
+    def _notify(self) -> None:
+        assert self._loop is not None
+        if self._tick is not None and not self._tick.done():
+            self._tick.set_result(None)
+        self._tick = self._loop.create_future()
 
     # -- operator actions ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,6 +133,7 @@ class Journal:
         self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
         self._thread.start()
         self.commits = 0  # transactions committed (for metrics and benchmarks)
+        self.on_commit: Callable[[], None] | None = None  # called on the writer thread
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer."""
@@ -207,6 +208,8 @@ class Journal:
             return
         for _, done in batch:
             done.set_result(None)
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _next_seq(self, conn: Connection, execution_id: str) -> int:
         seq = self._seq.get(execution_id)

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
+from agentflowd.engine import Engine, Journal
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
@@ -40,6 +41,8 @@ class Handle:
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.sync_requests = 0
         self.ready = True
+        self.engine: Engine | None = None
+        self.journal: Journal | None = None
 
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self.pool, fn)

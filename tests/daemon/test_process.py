@@ -64,7 +64,12 @@ def daemon(
         "log_format: json\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "2000000",
+        "AGENTFLOW_WARM_PYTHON": "false",
+    }
     proc = subprocess.Popen(
         [BIN / "agentflowd", "serve", "--config", str(config)],
         env=env,
