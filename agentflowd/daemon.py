@@ -50,6 +50,7 @@ from router import Budgets, Router, RouterError
 
 if TYPE_CHECKING:
     from agentflowd.engine import Engine, Journal
+    from agentflowd.engine.triggers import ScheduleEntry, Scheduler, TriggerTable
     from sandbox import SandboxEngine
     from sandbox.isolate import ProcessSandbox
     from sandbox.python import PythonRuntime
@@ -91,6 +92,9 @@ class Daemon:
         self.journal: Journal | None = None
         self.sandbox: SandboxEngine | None = None
         self.processes: ProcessSandbox | None = None
+        self.scheduler: Scheduler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.triggers: TriggerTable = _no_triggers()
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
@@ -193,7 +197,7 @@ class Daemon:
 
         from agentflowd.api.app import create_app
 
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         sock = self._bind()
         try:
             await self.run_git(self._open)
@@ -223,6 +227,8 @@ class Daemon:
             asyncio.create_task(self._reconcile_loop()),
             asyncio.create_task(self._watchdog()),
         ]
+        if self.scheduler is not None:
+            tasks.append(asyncio.create_task(self.scheduler.run()))
         if not self.reconciler.source.remote:
             tasks.append(asyncio.create_task(self._watch_local()))
         try:
@@ -283,6 +289,10 @@ class Daemon:
         resumed = await self.engine.start()
         if resumed:
             log.info("resumed %d unfinished execution(s)", resumed)
+        from agentflowd.engine.triggers import Scheduler
+
+        self.scheduler = Scheduler(self._fire_schedule, clock=self.clock)
+        await self._refresh_triggers()
         if self.config.warm_python:  # build/compile it now, not when the first step needs it
             threading.Thread(
                 target=_warm, args=(python,), name="agentflow-warm", daemon=True
@@ -346,6 +356,37 @@ class Daemon:
         if noticed is not None:
             self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
         await self._publish_status(outcome)
+        self.refresh_triggers()
+
+    def refresh_triggers(self) -> None:
+        """Rebuild the trigger table from the store (after applying, suspend, rollback...).
+
+        Safe from any thread (synchronous API handlers run on worker threads)."""
+        loop = self._loop
+        if self.scheduler is not None and loop is not None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refresh_triggers()))
+
+    async def _refresh_triggers(self) -> None:
+        from agentflowd.engine.triggers import TriggerTable
+
+        try:
+            workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)
+        except AgentFlowError as exc:
+            log.warning("cannot read the workflows' triggers: %s", exc)
+            return
+        self.triggers = TriggerTable.from_workflows(workflows.values())
+        if self.scheduler is not None:
+            self.scheduler.update(self.triggers)
+
+    async def _fire_schedule(self, entry: ScheduleEntry, slot: datetime) -> None:
+        assert self.engine is not None
+        record = await self.engine.run(
+            entry.workflow,
+            {"trigger": "schedule", "scheduled_at": slot.isoformat()},
+            trigger="schedule",
+            key=f"schedule:{entry.workflow}:{entry.index}:{slot.isoformat()}",
+        )
+        log.info("schedule of %s started execution %s (slot %s)", entry.workflow, record.id, slot)
 
     async def _validate_refs(self) -> None:
         patterns = self.config.validate_refs
@@ -550,3 +591,9 @@ def _warm(python: PythonRuntime) -> None:
         python.component()
     except Exception:  # the first Python step reports it in its own outcome
         log.exception("cannot prepare the Python agent runtime")
+
+
+def _no_triggers() -> TriggerTable:
+    from agentflowd.engine.triggers import TriggerTable
+
+    return TriggerTable()

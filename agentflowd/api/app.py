@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflowd._version import __version__
-from agentflowd.api.executions import executions_routes
+from agentflowd.api.executions import executions_routes, webhook_trigger_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
 from agentflowd.engine import Engine, Journal
+from agentflowd.engine.triggers import TriggerTable
 from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
 from agentflowd.manifest import Workflow
 from agentflowd.observability import Metrics
@@ -42,6 +43,11 @@ class DaemonHandle(Protocol):
     webhook_secret: str | None
     engine: Engine | None
     journal: Journal | None
+    triggers: TriggerTable
+
+    def refresh_triggers(self) -> None:
+        """Rebuild the triggers from the store (after suspend, resume, rollback...)."""
+        ...
 
     @property
     def ready(self) -> bool:
@@ -254,18 +260,23 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
     def suspend(name: str) -> dict[str, Any]:
         """Stop triggers from starting executions of this workflow."""
         now = daemon.reconciler.clock()
-        return workflow_summary(daemon.store.set_suspended(name, True, now=now))
+        stored = daemon.store.set_suspended(name, True, now=now)
+        daemon.refresh_triggers()
+        return workflow_summary(stored)
 
     @app.post("/api/v1/workflows/{name}/resume", tags=["workflows"])
     def resume(name: str) -> dict[str, Any]:
         """Let triggers start executions again."""
         now = daemon.reconciler.clock()
-        return workflow_summary(daemon.store.set_suspended(name, False, now=now))
+        stored = daemon.store.set_suspended(name, False, now=now)
+        daemon.refresh_triggers()
+        return workflow_summary(stored)
 
     @app.post("/api/v1/workflows/{name}/rollback", tags=["workflows"])
     async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
         """Activate an earlier version and pin it; auto-sync leaves it until unpinned."""
         stored = await daemon.run_git(lambda: daemon.reconciler.rollback(name, body.to))
+        daemon.refresh_triggers()
         return workflow_summary(stored)
 
     @app.post("/api/v1/workflows/{name}/unpin", tags=["workflows"])
@@ -273,6 +284,7 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         """Follow git again (re-applies the branch's newest commit)."""
         daemon.store.get_workflow(name)
         outcome = await daemon.run_git(lambda: daemon.reconciler.unpin(name))
+        daemon.refresh_triggers()
         return outcome_view(outcome)
 
     @app.get("/api/v1/revisions", tags=["revisions"])
@@ -343,4 +355,5 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         )
 
     app.include_router(executions_routes(daemon))
+    app.include_router(webhook_trigger_routes(daemon))  # last: its path matches anything
     return app

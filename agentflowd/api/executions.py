@@ -14,11 +14,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from agentflowd.engine import TERMINAL, EventRecord, ExecutionRecord, StepRecord
+from agentflowd.engine.triggers import resolve_secret, signature_ok
 
 if TYPE_CHECKING:
     from agentflowd.api.app import DaemonHandle
 
-__all__ = ["RunRequest", "event_view", "execution_view", "executions_routes", "step_view"]
+__all__ = [
+    "RunRequest",
+    "event_view",
+    "execution_view",
+    "executions_routes",
+    "step_view",
+    "webhook_trigger_routes",
+]
 
 
 class RunRequest(BaseModel):
@@ -179,6 +187,72 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
             stream(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return routes
+
+
+#: The largest webhook body accepted.
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+def webhook_trigger_routes(daemon: DaemonHandle) -> APIRouter:
+    """Webhook triggers at the paths the workflows declare (matched after every API route)."""
+    routes = APIRouter(tags=["triggers"])
+
+    @routes.api_route(
+        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    async def trigger(request: Request, path: str) -> Any:
+        route = daemon.triggers.webhooks.get((request.method, "/" + path))
+        if route is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": f"no route {request.method} /{path}"}},
+                status_code=404,
+            )
+        if daemon.engine is None:
+            return _unavailable()
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return JSONResponse(
+                {"error": {"code": "too_large", "message": "the body is over 1 MiB"}},
+                status_code=413,
+            )
+        if route.secret is not None:
+            secret = resolve_secret(route.secret)
+            if secret is None:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": "not_ready",
+                            "message": f"the secret {route.secret!r} is not configured",
+                        }
+                    },
+                    status_code=503,
+                )
+            if not signature_ok(secret, body, request.headers):
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": "unauthorized",
+                            "message": "missing or wrong X-AgentFlow-Signature-256",
+                        }
+                    },
+                    status_code=401,
+                )
+        try:
+            payload: Any = json.loads(body) if body else None
+        except ValueError:
+            payload = {"body": body.decode("utf-8", "replace")}
+        delivery = request.headers.get("x-agentflow-delivery") or request.headers.get(
+            "x-github-delivery"
+        )
+        key = f"webhook:{route.workflow}:{delivery}" if delivery else None
+        record = await daemon.engine.run(route.workflow, payload, trigger="webhook", key=key)
+        return JSONResponse(
+            {"execution": record.id, "state": record.state, "workflow": route.workflow},
+            status_code=202,
+            headers={"Location": f"/api/v1/executions/{record.id}"},
         )
 
     return routes

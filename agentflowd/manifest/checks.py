@@ -62,9 +62,40 @@ def _agents(data: Any) -> list[tuple[int, dict[str, Any]]]:
     return [(i, a) for i, a in enumerate(agents) if isinstance(a, dict)]
 
 
+#: Paths the daemon's own API answers: a webhook trigger there would never fire.
+RESERVED_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/api/v1/sync",
+        "/api/v1/diff",
+        "/api/v1/costs",
+        "/api/v1/git/webhook",
+        "/api/v1/workflows",
+        "/api/v1/executions",
+        "/api/v1/revisions",
+    }
+)
+RESERVED_PREFIXES = ("/api/v1/workflows/", "/api/v1/executions/", "/api/v1/revisions/", "/docs/")
+
+
 def check_workflow(loc: Located) -> list[Diagnostic]:
-    """Agent names unique, dependsOn targets exist, no dependency cycles."""
+    """Agent names unique, dependsOn targets exist, no dependency cycles, webhook paths free."""
     out: list[Diagnostic] = []
+    for where, route, _method in _webhooks(loc):
+        if route in RESERVED_PATHS or route.startswith(RESERVED_PREFIXES):
+            out.append(
+                _diag(
+                    loc,
+                    where,
+                    f"webhook path {route} is the daemon's own API; choose another path",
+                    "reserved-webhook-path",
+                )
+            )
     agents = _agents(loc.document.data)
     first_index: dict[str, int] = {}
     for i, agent in agents:

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
 from agentflowd.engine import Engine, Journal
+from agentflowd.engine.triggers import TriggerTable
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
@@ -43,6 +44,10 @@ class Handle:
         self.ready = True
         self.engine: Engine | None = None
         self.journal: Journal | None = None
+        self.triggers = TriggerTable()
+
+    def refresh_triggers(self) -> None:
+        pass
 
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self.pool, fn)

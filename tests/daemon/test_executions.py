@@ -119,3 +119,58 @@ def test_unknown_workflows_and_executions(daemon):
         assert response.json()["error"]["code"] == "not_found"
         assert httpx.get(f"{daemon}/api/v1/executions/nope").status_code == 404
         assert client.list_executions() == []
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the content-generation example's webhook names the credential content-webhook-secret
+    monkeypatch.setenv("AGENTFLOW_SECRET_CONTENT_WEBHOOK_SECRET", "s3cret")
+
+
+@pytest.mark.usefixtures("secret_env")
+def test_webhook_triggers_check_signatures(daemon):
+    import hashlib
+    import hmac
+
+    body = json.dumps({"topic": "durable workflows"}).encode()
+    url = f"{daemon}/hooks/content/requests"
+    bad = httpx.post(url, content=body, headers={"X-AgentFlow-Signature-256": "sha256=00"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
+    assert httpx.post(url, content=body).status_code == 401
+    with AgentFlowClient(daemon) as client:
+        assert client.list_executions(workflow="content-generation-pipeline") == []  # none started
+    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    good = httpx.post(
+        url,
+        content=body,
+        headers={"X-AgentFlow-Signature-256": signature, "X-AgentFlow-Delivery": "d-1"},
+    )
+    assert good.status_code == 202, good.text
+    execution = good.json()["execution"]
+    again = httpx.post(
+        url,
+        content=body,
+        headers={"X-AgentFlow-Signature-256": signature, "X-AgentFlow-Delivery": "d-1"},
+    )
+    assert again.json()["execution"] == execution  # the same delivery starts nothing new
+    # the customer-support webhook has no secretRef: it accepts unsigned calls
+    ticket = httpx.post(f"{daemon}/api/v1/tickets", json={"ticket": "Refund please"})
+    assert ticket.status_code == 202
+    with AgentFlowClient(daemon) as client:
+        done = client.wait(execution)
+        assert done["state"] == "succeeded" and done["trigger"] == "webhook"
+        assert done["input"] == {"topic": "durable workflows"}
+        assert client.wait(ticket.json()["execution"])["state"] == "succeeded"
+    assert httpx.get(f"{daemon}/api/v1/tickets").status_code == 404  # POST only
+
+
+def test_a_suspended_workflows_triggers_stop(daemon):
+    with AgentFlowClient(daemon) as client:
+        client.suspend("customer-support-pipeline")
+
+        def gone() -> bool:
+            return httpx.post(f"{daemon}/api/v1/tickets", json={}).status_code == 404
+
+        wait_for(gone, what="the webhook to stop")
+        client.resume("customer-support-pipeline")
+        wait_for(lambda: not gone(), what="the webhook to come back")

@@ -67,3 +67,15 @@ def test_one_invalid_file_does_not_block_the_valid_ones():
     report = load(**{"good.yaml": named("good"), "bad.yaml": broken.replace("support", "bad")})
     assert [w.name for w in report.workflows()] == ["good"]
     assert [m.valid for m in report.manifests] == [True, False]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/sync", "/api/v1/workflows/x/executions", "/metrics"])
+def test_webhook_paths_of_the_api_are_refused(path):
+    from agentflowd.manifest import load_sources
+    from agentflowd.manifest.load import SourceFile
+    from tests.manifests import named
+
+    text = named("a", hook=path)
+    report = load_sources([SourceFile(path="a.yaml", data=text.encode())])
+    [diag] = [d for d in report.diagnostics if d.code == "reserved-webhook-path"]
+    assert diag.message == f"webhook path {path} is the daemon's own API; choose another path"

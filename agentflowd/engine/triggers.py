@@ -1,0 +1,201 @@
+"""Triggers: cron schedules and webhooks of the applied workflows.
+
+The :class:`TriggerTable` is rebuilt from the store after every reconcile pass, so a workflow's
+triggers follow its reconciled version; a suspended workflow's triggers do not fire.
+
+**Schedules** are computed by APScheduler's cron triggers (built by
+:mod:`agentflowd.manifest.cron` from crontab syntax, in the schedule's time zone). Each slot
+starts at most one execution: its trigger key ``schedule:WORKFLOW:N:SLOT`` is unique in the
+database, so a slot fired before a restart is not fired again after it. A slot missed while the
+daemon was down fires at start if it is less than ``misfire_grace`` old; older ones are skipped.
+
+**Webhooks** answer at the manifest's path and method. With a ``secretRef`` the request must
+carry ``X-AgentFlow-Signature-256: sha256=<hex>`` (or GitHub's ``X-Hub-Signature-256``), the
+HMAC-SHA256 of the body under the secret, read from ``$CREDENTIALS_DIRECTORY/NAME`` or
+``AGENTFLOW_SECRET_NAME``; anything else gets 401 and starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agentflowd.manifest.cron import CronSchedule
+from agentflowd.manifest.model import Workflow
+from agentflowd.store import StoredWorkflow
+
+__all__ = [
+    "ScheduleEntry",
+    "Scheduler",
+    "TriggerTable",
+    "WebhookRoute",
+    "resolve_secret",
+    "signature_ok",
+]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADERS = ("x-agentflow-signature-256", "x-hub-signature-256")
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """A webhook trigger: where it listens and what it starts."""
+
+    workflow: str
+    method: str
+    path: str
+    secret: str | None  # credential name
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """A schedule trigger of a workflow (``index`` among its triggers)."""
+
+    workflow: str
+    index: int
+    schedule: CronSchedule
+
+    @property
+    def identity(self) -> tuple[str, int, str, str]:
+        return (self.workflow, self.index, self.schedule.canonical, self.schedule.timezone)
+
+
+@dataclass(frozen=True)
+class TriggerTable:
+    """Every active trigger of the applied workflows."""
+
+    webhooks: Mapping[tuple[str, str], WebhookRoute] = field(default_factory=dict)
+    schedules: tuple[ScheduleEntry, ...] = ()
+
+    @classmethod
+    def from_workflows(cls, workflows: Iterable[StoredWorkflow]) -> TriggerTable:
+        """The triggers of ``workflows`` (suspended ones have none)."""
+        hooks: dict[tuple[str, str], WebhookRoute] = {}
+        schedules: list[ScheduleEntry] = []
+        for stored in workflows:
+            if stored.suspended:
+                continue
+            try:
+                spec = Workflow.model_validate(stored.spec)
+            except ValueError:  # pragma: no cover - stored versions were valid when applied
+                continue
+            for i, trigger in enumerate(spec.spec.triggers):
+                if trigger.webhook is not None:
+                    hook = trigger.webhook
+                    secret = hook.secret_ref.name if hook.secret_ref else None
+                    route = WebhookRoute(stored.name, hook.method.value, str(hook.path), secret)
+                    hooks.setdefault((route.method, route.path), route)
+                elif trigger.schedule is not None:
+                    schedules.append(ScheduleEntry(stored.name, i, trigger.schedule.compile()))
+        return cls(hooks, tuple(schedules))
+
+
+def resolve_secret(name: str, environ: Mapping[str, str] | None = None) -> bytes | None:
+    """A webhook secret by credential name (systemd credential, then environment)."""
+    env = os.environ if environ is None else environ
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if creds:
+        path = Path(creds) / name
+        if path.is_file():
+            return path.read_bytes().strip()
+    value = env.get("AGENTFLOW_SECRET_" + name.upper().replace("-", "_").replace(".", "_"))
+    return value.encode() if value else None
+
+
+def signature_ok(secret: bytes, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Whether a signature header holds the HMAC-SHA256 of ``body`` under ``secret``."""
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    for name in SIGNATURE_HEADERS:
+        given = headers.get(name)
+        if given is not None and hmac.compare_digest(given.strip().lower(), expected):
+            return True
+    return False
+
+
+Fire = Callable[[ScheduleEntry, datetime], Awaitable[Any]]
+
+
+class Scheduler:
+    """Fires schedule triggers on the event loop, one execution per slot."""
+
+    def __init__(
+        self,
+        fire: Fire,
+        *,
+        clock: Callable[[], datetime],
+        misfire_grace: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.fire = fire
+        self.clock = clock
+        self.misfire_grace = misfire_grace
+        self._entries: tuple[ScheduleEntry, ...] = ()
+        self._cursor: dict[tuple[str, int, str, str], datetime] = {}
+        self._changed = asyncio.Event()
+        self._started = False
+        self.fired = 0
+        self.skipped = 0
+
+    def update(self, table: TriggerTable) -> None:
+        """Follow a new set of schedules; unchanged ones keep their place."""
+        now = self.clock()
+        # at the first start, slots missed while down (within the grace) are still due
+        start = now - self.misfire_grace if not self._started else now
+        cursors = {}
+        for entry in table.schedules:
+            cursors[entry.identity] = self._cursor.get(entry.identity, start)
+        self._entries, self._cursor = table.schedules, cursors
+        self._started = True
+        self._changed.set()
+
+    def _next(self) -> list[tuple[datetime, ScheduleEntry]]:
+        out = []
+        for entry in self._entries:
+            times = entry.schedule.next_fire_times(self._cursor[entry.identity], 1)
+            if times:
+                out.append((times[0], entry))
+        return sorted(out, key=lambda pair: pair[0])
+
+    async def tick(self) -> float:
+        """Fire every slot that is due; returns the seconds until the next one."""
+        while True:
+            upcoming = self._next()
+            now = self.clock()
+            due = [(slot, entry) for slot, entry in upcoming if slot <= now]
+            if not due:
+                return (upcoming[0][0] - now).total_seconds() if upcoming else 3600.0
+            for slot, entry in due:
+                self._cursor[entry.identity] = slot
+                if now - slot > self.misfire_grace:
+                    self.skipped += 1
+                    log.warning(
+                        "schedule of %s missed its %s slot by %s: skipped",
+                        entry.workflow,
+                        slot.isoformat(),
+                        now - slot,
+                    )
+                    continue
+                self.fired += 1
+                try:
+                    await self.fire(entry, slot)
+                except Exception:
+                    log.exception("schedule of %s could not start an execution", entry.workflow)
+
+    async def run(self) -> None:
+        """Fire slots as they come, until cancelled."""
+        while True:
+            self._changed.clear()
+            wait = await self.tick()
+            try:
+                async with asyncio.timeout(max(0.0, min(wait, 3600.0))):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
