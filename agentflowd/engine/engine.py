@@ -106,6 +106,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._tick: asyncio.Future[None] | None = None
+        self._models: dict[tuple[str, str], Workflow] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Engine:
         stored = await self._db(self.store.get_workflow, workflow)
         if stored.suspended and trigger != "manual":
             raise ConflictError(f"workflow {workflow!r} is suspended", workflow=workflow)
-        spec = Workflow.model_validate(stored.spec)
+        spec = self._parsed(workflow, stored.spec_hash, stored.spec)
         now = self.clock()
         busy = sum(
             1
@@ -214,7 +215,7 @@ class Engine:
             self._queued.setdefault(workflow, []).append(record.id)
         run.creating = True
         try:
-            created = await self._db(self.journal.create, record, steps, first)
+            created = await asyncio.wrap_future(self.journal.create(record, steps, first))
         except BaseException:
             self._untrack(run)
             raise
@@ -238,6 +239,16 @@ class Engine:
         if run.id in waiting:
             waiting.remove(run.id)
         self._dequeue(run.record.workflow)
+
+    def _parsed(self, name: str, version: str, spec: dict[str, Any]) -> Workflow:
+        """The workflow model of a stored version (parsed once per version)."""
+        key = (name, version)
+        found = self._models.get(key)
+        if found is None:
+            if len(self._models) > 1000:
+                self._models.clear()
+            found = self._models[key] = Workflow.model_validate(spec)
+        return found
 
     def _track(self, record: ExecutionRecord, spec: Workflow) -> _Run:
         agents = {str(a.name): a for a in spec.spec.agents}

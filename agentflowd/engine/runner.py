@@ -21,7 +21,7 @@ from typing import Any
 from agentflowd.llm import llm_callback
 from agentflowd.manifest.model import Agent
 from agentflowd.store import Store
-from router import CallContext, ConfigError, budget_limits, policy_for_agent
+from router import CallContext, ConfigError, RoutingPolicy, budget_limits, policy_for_agent
 from router.router import Router
 from sandbox import (
     HostCallbacks,
@@ -95,6 +95,7 @@ class StepRunner:
         self.today = today
         self.max_images = max_images
         self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._policies: dict[tuple[int, str], tuple[dict[str, Any], RoutingPolicy]] = {}
         self._lock = threading.Lock()
 
     def image(self, sha256: str) -> bytes:
@@ -150,6 +151,20 @@ class StepRunner:
         except Exception as exc:  # the image is gone from the store, a bug: the step's failure
             return _report(OutcomeKind.TRAP, f"{type(exc).__name__}: {exc}")
 
+    def _policy(self, job: StepJob) -> RoutingPolicy:
+        """The agent's compiled routing (once per workflow version and agent)."""
+        key = (id(job.spec), str(job.agent.name))
+        with self._lock:
+            found = self._policies.get(key)
+        if found is not None and found[0] is job.spec:
+            return found[1]
+        policy = policy_for_agent(job.spec, str(job.agent.name))
+        with self._lock:
+            if len(self._policies) > 1000:
+                self._policies.clear()
+            self._policies[key] = (job.spec, policy)
+        return policy
+
     def _callbacks(self, job: StepJob, deadline: float) -> HostCallbacks:
         router = self.router()
         agent = job.agent
@@ -165,7 +180,7 @@ class StepRunner:
             deadline=deadline,
         )
         try:
-            llm = llm_callback(router, policy_for_agent(job.spec, str(agent.name)), lambda: context)
+            llm = llm_callback(router, self._policy(job), lambda: context)
         except ConfigError as exc:
             llm = _refuse(f"this agent cannot call an LLM: {exc}")
         http = make_http_fetch(

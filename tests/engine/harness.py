@@ -88,7 +88,14 @@ async def harness(
     store = open_store(url)
     assert isinstance(store, SqlStore)
     journal = Journal(store.engine)
-    mock = Router({"mock": MockProvider(), "openai": MockProvider("openai")})
+    mock = Router(
+        {
+            "mock": MockProvider(),
+            "openai": MockProvider("openai"),
+            "anthropic": MockProvider("anthropic"),
+            "local": MockProvider("local"),
+        }
+    )
     runner = StepRunner(
         store=store,
         router=router or (lambda: mock),
