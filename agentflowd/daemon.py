@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentflowd.config import DaemonConfig, load_config
+from agentflowd.engine.engine import EngineObserver
 from agentflowd.errors import AgentFlowError, UsageError
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import (
@@ -143,7 +144,7 @@ class Daemon:
             push_notes=cfg.push_notes,
         )
         self.webhook_secret = _read_secret(cfg)
-        self.router = _make_router(cfg, self.store)
+        self.router = _make_router(cfg, self.store, metrics=self.metrics)
         for record in self.reconciler.recover():
             log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
 
@@ -285,6 +286,7 @@ class Daemon:
             runner=runner,
             clock=self.clock,
             workers=self.config.workers,
+            observer=_MetricsObserver(self.metrics),
         )
         resumed = await self.engine.start()
         if resumed:
@@ -480,7 +482,12 @@ class Daemon:
             secret = _read_secret(new)
             sinks = self._sinks(new, self.reconciler.source)
             # keys are read again (rotations apply now); spend in flight stays in the same budgets
-            router = _make_router(new, self.store, self.router.budgets if self.router else None)
+            router = _make_router(
+                new,
+                self.store,
+                self.router.budgets if self.router else None,
+                metrics=self.metrics,
+            )
         except (AgentFlowError, RouterError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -563,7 +570,13 @@ def serve(
     return asyncio.run(daemon.run())
 
 
-def _make_router(cfg: DaemonConfig, store: Store, budgets: Budgets | None = None) -> Router:
+def _make_router(
+    cfg: DaemonConfig,
+    store: Store,
+    budgets: Budgets | None = None,
+    *,
+    metrics: Metrics | None = None,
+) -> Router:
     """The LLM router of ``cfg.router``, its ledger and budgets in ``store``; says which
     providers are not configured, and what happens to their routes."""
     from dataclasses import replace
@@ -577,7 +590,7 @@ def _make_router(cfg: DaemonConfig, store: Store, budgets: Budgets | None = None
         settings = replace(settings, mock_when_unconfigured=True)
     router, missing = build_router(
         settings,
-        ledger=StoreLedger(store),
+        ledger=StoreLedger(store, metrics),
         budgets=budgets or Budgets(seed=budget_seed(store)),
     )
     for name, why in sorted(missing.items()):
@@ -597,3 +610,29 @@ def _no_triggers() -> TriggerTable:
     from agentflowd.engine.triggers import TriggerTable
 
     return TriggerTable()
+
+
+class _MetricsObserver(EngineObserver):
+    """The engine's reports, as Prometheus metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def execution_started(self, trigger: str) -> None:
+        self.metrics.executions_started.labels(trigger).inc()
+
+    def execution_finished(self, trigger: str, result: str, seconds: float) -> None:
+        self.metrics.executions_total.labels(trigger, result).inc()
+        self.metrics.execution_duration.labels(result).observe(seconds)
+
+    def queue_wait(self, seconds: float) -> None:
+        self.metrics.queue_wait.observe(seconds)
+
+    def step_finished(self, result: str, seconds: float) -> None:
+        self.metrics.steps_total.labels(result).inc()
+        self.metrics.step_duration.observe(seconds)
+
+    def active(self, running: int, queued: int, busy_workers: int) -> None:
+        self.metrics.executions_active.labels("running").set(running)
+        self.metrics.executions_active.labels("queued").set(queued)
+        self.metrics.workers_busy.set(busy_workers)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from agentflowd.observability import Metrics
 from agentflowd.store import LlmCall, Store
 from router import CallContext, ChatRequest, CostRecord, Message, RouterError, RoutingPolicy
 from router.features import FEATURE_VALUES
@@ -114,14 +115,21 @@ def llm_callback(
 
 
 class StoreLedger:
-    """The router's ledger kept in the daemon's store (table ``llm_calls``)."""
+    """The router's ledger kept in the daemon's store (table ``llm_calls``), and counted in the
+    token and cost metrics."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
 
     def record(self, entry: CostRecord) -> None:
         """One attempt, as a row."""
         usage = entry.usage
+        if self.metrics is not None:
+            tokens = self.metrics.llm_tokens
+            tokens.labels(entry.provider, entry.model, "input").inc(usage.input_tokens)
+            tokens.labels(entry.provider, entry.model, "output").inc(usage.output_tokens)
+            self.metrics.llm_cost.labels(entry.provider, entry.model).inc(float(entry.cost))
         self.store.record_llm_call(
             LlmCall(
                 at=datetime.fromtimestamp(entry.at, UTC),

@@ -51,6 +51,9 @@ agentflowd follows {repo_dir} (branch main). The API is {api}
 Change a workflow and commit; it is applied at once and the result noted in git:
   cd {repo_dir} && sed -i 's/gpt-4$/gpt-4o/' customer-support.yaml && git commit -qam 'try gpt-4o'
   git -C {repo_dir} log -3 --notes=agentflow
+Run a workflow (its agents run in the sandbox; the mock provider answers without API keys):
+  .venv/bin/agentflow run customer-support-pipeline --input '{{"ticket": "late"}}' --wait
+  curl -X POST {api}/api/v1/tickets -d '{{"ticket": "Refund please"}}'    # its webhook
 Stop with Ctrl-C. State (SQLite, mirrors) is in {repo_dir.parent / "state"}.
 """
     )

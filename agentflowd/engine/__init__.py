@@ -7,7 +7,7 @@ routed.
 
 from __future__ import annotations
 
-from agentflowd.engine.engine import TERMINAL, Engine
+from agentflowd.engine.engine import TERMINAL, Engine, EngineObserver
 from agentflowd.engine.journal import Change, EventRecord, ExecutionRecord, Journal, StepRecord
 from agentflowd.engine.runner import HostCall, StepJob, StepRunner
 
@@ -15,6 +15,7 @@ __all__ = [
     "TERMINAL",
     "Change",
     "Engine",
+    "EngineObserver",
     "EventRecord",
     "ExecutionRecord",
     "HostCall",

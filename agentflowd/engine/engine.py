@@ -39,11 +39,30 @@ from agentflowd.manifest.model import Agent, Backoff, Workflow
 from agentflowd.store import Store
 from sandbox import StepReport
 
-__all__ = ["Engine", "TERMINAL"]
+__all__ = ["Engine", "EngineObserver", "TERMINAL"]
 
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+
+
+class EngineObserver:
+    """What the engine reports as it goes (the daemon turns it into metrics); does nothing."""
+
+    def execution_started(self, trigger: str) -> None:
+        """An execution was created."""
+
+    def execution_finished(self, trigger: str, result: str, seconds: float) -> None:
+        """An execution ended."""
+
+    def queue_wait(self, seconds: float) -> None:
+        """A queued execution got its slot."""
+
+    def step_finished(self, result: str, seconds: float) -> None:
+        """A step attempt ended (succeeded, failed, retrying)."""
+
+    def active(self, running: int, queued: int, busy_workers: int) -> None:
+        """How much is in progress now."""
 
 
 def new_execution_id(now: datetime) -> str:
@@ -94,7 +113,9 @@ class Engine:
         runner: StepRunner,
         clock: Callable[[], datetime],
         workers: int = 4,
+        observer: EngineObserver | None = None,
     ) -> None:
+        self.observer = observer or EngineObserver()
         self.store = store
         self.journal = journal
         self.runner = runner
@@ -225,11 +246,18 @@ class Engine:
             existing = await self._db(self.journal.by_trigger_key, key)
             assert existing is not None
             return existing  # type: ignore[no-any-return]
+        self.observer.execution_started(trigger)
         if state == "queued":
             self._dequeue(workflow)  # a slot may have freed while it was written
         else:
             self._schedule(run)
+        self._report_active()
         return record
+
+    def _report_active(self) -> None:
+        running = sum(1 for r in self._runs.values() if r.record.state == "running")
+        busy = sum(len(r.running) for r in self._runs.values())
+        self.observer.active(running, len(self._runs) - running, busy)
 
     def _untrack(self, run: _Run) -> None:
         for timer in run.timers:
@@ -350,6 +378,7 @@ class Engine:
             on_host_call=functools.partial(self._host_call, run, name, attempt),
         )
         future = self._loop.run_in_executor(self._pool, self.runner.run, job)
+        self._report_active()
         future.add_done_callback(functools.partial(self._finished, run, name, attempt))
 
     def _host_call(self, run: _Run, name: str, attempt: int, call: HostCall) -> None:
@@ -410,6 +439,7 @@ class Engine:
                 },
             )
             await asyncio.wrap_future(self.journal.write([change]))  # durable before dependents
+            self.observer.step_finished("succeeded", report.elapsed_seconds)
             run.states[name] = "succeeded"
             run.outputs[name] = output
             run.running.discard(name)
@@ -451,6 +481,9 @@ class Engine:
                 )
                 run.states[name] = "retrying"
                 run.running.discard(name)
+                self.observer.step_finished(
+                    "retrying", report.elapsed_seconds if report is not None else 0.0
+                )
                 assert self._loop is not None
                 run.timers.append(self._loop.call_later(delay, self._retry_now, run, name))
                 return
@@ -476,6 +509,7 @@ class Engine:
         )
         run.states[name] = "failed"
         run.running.discard(name)
+        self.observer.step_finished("failed", report.elapsed_seconds if report else 0.0)
         if run.stop is None:
             run.stop, run.error = "failed", f"step {name} failed: {message}"
         self._schedule(run)
@@ -545,7 +579,10 @@ class Engine:
         done.add_done_callback(finished)
         run.done.set()
         self._runs.pop(run.id, None)
+        started = run.record.started_at or run.record.created_at
+        self.observer.execution_finished(run.record.trigger, final, (now - started).total_seconds())
         self._dequeue(run.record.workflow)
+        self._report_active()
 
     def _dequeue(self, workflow: str) -> None:
         """Start queued executions of ``workflow`` while it is under its limit."""
@@ -568,6 +605,7 @@ class Engine:
             waiting.pop(0)
             now = self.clock()
             first.record = _with(first.record, state="running", started_at=now)
+            self.observer.queue_wait((now - first.record.created_at).total_seconds())
             self.journal.write(
                 [
                     Change(

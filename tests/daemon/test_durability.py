@@ -107,7 +107,11 @@ def test_kill_9_under_load_loses_nothing_and_repeats_no_completed_step(tmp_path,
         done = "SELECT COUNT(*) FROM execution_events WHERE type = 'step.succeeded'"
         for round_ in range(3):
             target = (round_ + 1) * EXECUTIONS  # about a quarter of the steps each round
-            wait_for(lambda t=target: count(store.engine, done) >= t, timeout=120, what="progress")
+
+            def progressed(target: int = target) -> bool:
+                return count(store.engine, done) >= target
+
+            wait_for(progressed, timeout=120, what="progress")
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             proc = start(repo, tmp_path / "state", database, url)

@@ -103,6 +103,12 @@ def test_the_customer_support_pipeline_runs_from_the_cli(daemon):
         assert "step.host_call" in kinds  # the LLM calls are in the history
         costs = httpx.get(f"{daemon}/api/v1/costs?by=kind").json()
         assert costs["totals"]["mock"]["calls"] == 3
+        metrics = httpx.get(f"{daemon}/metrics").text
+        assert 'agentflow_executions_total{result="succeeded",trigger="manual"} 1.0' in metrics
+        assert 'agentflow_steps_total{result="succeeded"} 3.0' in metrics
+        assert 'agentflow_llm_tokens_total{direction="input",model="gpt-4",provider="openai"}' in (
+            metrics
+        )
         described = subprocess.run(
             [BIN / "agentflow", "describe", "execution", execution["id"], "-s", daemon],
             capture_output=True,

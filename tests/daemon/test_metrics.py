@@ -21,6 +21,16 @@ def sample() -> bytes:
     metrics.workflows.labels("active").set(4)
     metrics.status_writes.labels("git-notes", "ok").inc()
     metrics.last_sync.set(1.7e9)
+    metrics.executions_started.labels("webhook").inc()
+    metrics.executions_total.labels("webhook", "succeeded").inc()
+    metrics.execution_duration.labels("succeeded").observe(0.4)
+    metrics.queue_wait.observe(0.01)
+    metrics.executions_active.labels("running").set(2)
+    metrics.steps_total.labels("succeeded").inc()
+    metrics.step_duration.observe(0.003)
+    metrics.workers_busy.set(1)
+    metrics.llm_tokens.labels("openai", "gpt-4o", "input").inc(120)
+    metrics.llm_cost.labels("openai", "gpt-4o").inc(0.0012)
     return metrics.render()
 
 
@@ -46,9 +56,21 @@ def test_names_units_and_labels():
         "agentflow_push_to_reconciled_seconds",
         "agentflow_workflows",
         "agentflow_status_writes",
+        "agentflow_executions",
+        "agentflow_executions_in_progress",
+        "agentflow_executions_started",
+        "agentflow_execution_duration_seconds",
+        "agentflow_execution_queue_wait_seconds",
+        "agentflow_steps",
+        "agentflow_step_duration_seconds",
+        "agentflow_workers_busy",
+        "agentflow_llm_tokens",
+        "agentflow_llm_cost_usd",
     }
     for family in families.values():
         assert family.name.startswith("agentflow_")
         for s in family.samples:
-            assert set(s.labels) <= {"result", "phase", "backend", "version", "le"}, s
+            allowed = {"result", "phase", "backend", "version", "le", "trigger", "state"}
+            allowed |= {"provider", "model", "direction"}  # bounded by the router's config
+            assert set(s.labels) <= allowed, s
     assert "_created" not in sample().decode()

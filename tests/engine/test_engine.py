@@ -236,7 +236,7 @@ def test_the_execution_deadline_cuts_step_timeouts(db_url, parts):
                 done = await h.engine.wait(started.id)
             assert done.state == "timed_out"
             assert done.finished_at is not None
-            assert (done.finished_at - done.created_at).total_seconds() < 1.0
+            assert (done.finished_at - done.created_at).total_seconds() < 5.0  # not 60 s
 
     run(main())
 
