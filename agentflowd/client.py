@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import httpx
 
 from agentflowd.errors import ConflictError, NotFound, TransientError, UsageError
+from agentflowd.sdk import Execution, ExecutionEvent, Workflow
 
 __all__ = ["DEFAULT_URL", "AgentFlowClient", "ServerUnavailable"]
 
@@ -170,7 +171,7 @@ class AgentFlowClient:
 
     def stream_execution_events(
         self, execution_id: str, after: int = 0
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[ExecutionEvent]:
         """An execution's events as they happen (Server-Sent Events), until it finishes."""
         path = f"/api/v1/executions/{execution_id}/events"
         try:
@@ -189,7 +190,7 @@ class AgentFlowClient:
                     if line.startswith("data:"):
                         data.append(line[5:].strip())
                     elif not line and data:
-                        yield json.loads("\n".join(data))
+                        yield ExecutionEvent.from_api(json.loads("\n".join(data)))
                         data = []
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"cannot reach agentflowd at {self.base_url}: {exc}") from exc
@@ -199,3 +200,41 @@ class AgentFlowClient:
         for _event in self.stream_execution_events(execution_id):
             pass
         return self.get_execution(execution_id)
+
+    # -- the SDK's verbs (see agentflowd.sdk) ---------------------------------------------------
+
+    def deploy(self, manifest: dict[str, Any] | str) -> dict[str, Any]:
+        """Apply a workflow through the API (a manifest dict, or YAML text)."""
+        if isinstance(manifest, str):
+            content, kind = manifest.encode(), "application/yaml"
+        else:
+            content, kind = json.dumps(manifest).encode(), "application/json"
+        result: dict[str, Any] = self._call(
+            "POST", "/api/v1/workflows", content=content, headers={"Content-Type": kind}
+        )
+        return result
+
+    def delete_workflow(self, name: str) -> dict[str, Any]:
+        """Delete a workflow applied through the API."""
+        result: dict[str, Any] = self._call("DELETE", f"/api/v1/workflows/{name}")
+        return result
+
+    def deploy_workflow(
+        self, workflow: Workflow, *, input: Any = None, run: bool = True
+    ) -> Execution:
+        """Apply ``workflow`` and start an execution of it (the product spec's verb)."""
+        self.deploy(workflow.to_manifest())
+        if not run:
+            raise UsageError("deploy_workflow starts an execution; use deploy() to only apply")
+        return Execution.from_api(self.run(workflow.name, input))
+
+    def get_execution_status(self, execution_id: str) -> Execution:
+        """An execution's state, output and steps."""
+        return Execution.from_api(self.get_execution(execution_id))
+
+    def get_agent_logs(self, execution_id: str, agent: str) -> str:
+        """The log of one agent's step (its stdout, stderr and log() lines)."""
+        for step in self.get_execution(execution_id)["steps"]:
+            if step["step"] == agent:
+                return str(step.get("log") or "")
+        raise NotFound(f"execution {execution_id} has no step {agent!r}")

@@ -33,12 +33,16 @@ def test_top_level_exports():
 
     import agentflowd
 
+    lazy = {"AgentFlowClient"}  # loaded on first use (it needs httpx)
     public = {
         name
         for name, value in vars(agentflowd).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and name not in ("annotations", "TYPE_CHECKING")
     }
-    assert public == set(agentflowd.__all__) - {"__version__"}
+    assert public | lazy == set(agentflowd.__all__) - {"__version__"}
+    assert all(getattr(agentflowd, name) for name in lazy)
 
 
 def test_error_hierarchy():

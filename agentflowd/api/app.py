@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflowd._version import __version__
+from agentflowd.api.deploy import deploy_routes
 from agentflowd.api.executions import executions_routes, webhook_trigger_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
 from agentflowd.engine import Engine, Journal
@@ -355,5 +356,6 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         )
 
     app.include_router(executions_routes(daemon))
+    app.include_router(deploy_routes(daemon))
     app.include_router(webhook_trigger_routes(daemon))  # last: its path matches anything
     return app

@@ -18,6 +18,7 @@ import typer
 
 from agentflowd.cli.output import Column, Output, api_errors, emit
 from agentflowd.cli.remote import OutputOpt, Server, _client, describe_app, list_app
+from agentflowd.sdk import ExecutionEvent
 
 __all__ = ["register"]
 
@@ -41,10 +42,10 @@ def _input(value: str | None) -> Any:
         raise typer.BadParameter(f"--input is not JSON: {exc}") from exc
 
 
-def _line(event: dict[str, Any]) -> str:
-    step = f" {event['step']}" if event.get("step") else ""
-    attempt = f" (attempt {event['attempt']})" if event.get("attempt") else ""
-    data = event.get("data") or {}
+def _line(event: ExecutionEvent) -> str:
+    step = f" {event.agent}" if event.agent else ""
+    attempt = f" (attempt {event.attempt})" if event.attempt else ""
+    data = event.data or {}
     extra = ""
     if isinstance(data, dict):
         if data.get("error"):
@@ -53,7 +54,7 @@ def _line(event: dict[str, Any]) -> str:
             extra = f" in {data['elapsed_ms']:.1f} ms"
         elif data.get("kind"):
             extra = f": {data['kind']} {'ok' if data.get('ok') else 'failed'}"
-    return f"{event['at'][11:23]}  {event['type']}{step}{attempt}{extra}"
+    return f"{event.at[11:23]}  {event.type}{step}{attempt}{extra}"
 
 
 def run(
@@ -149,7 +150,71 @@ def cancel(execution_id: str, server: Server = None, output: OutputOpt = Output.
         emit(data, output)
 
 
+delete_app = typer.Typer(help="Delete an object.", no_args_is_help=True)
+
+
+def deploy(
+    file: Annotated[Path, typer.Argument(help="A Workflow manifest (YAML)", exists=True)],
+    server: Server = None,
+) -> None:
+    """Apply a workflow through the API (for names git does not manage)."""
+    with api_errors("deploy"), _client(server) as client:
+        result = client.deploy(file.read_text(encoding="utf-8"))
+    verb = "created" if result["generation"] == 1 else "updated"
+    typer.echo(f"workflow {result['name']} {verb} (generation {result['generation']})")
+
+
+@delete_app.command("workflow")
+def delete_workflow(name: str, server: Server = None) -> None:
+    """Delete a workflow applied through the API (git's are deleted in git)."""
+    with api_errors("delete workflow"), _client(server) as client:
+        client.delete_workflow(name)
+    typer.echo(f"workflow {name} deleted")
+
+
+def status(workflow: str, server: Server = None, output: OutputOpt = Output.TABLE) -> None:
+    """A workflow's phase and its latest executions."""
+    with api_errors("status"), _client(server) as client:
+        data = client.get_workflow(workflow)
+        recent = client.list_executions(workflow=workflow, limit=5)
+    if output is not Output.TABLE:
+        emit({"workflow": data, "executions": recent}, output)
+        return
+    typer.echo(
+        f"{data['name']}: {data['phase']}, generation {data['generation']}, "
+        f"{data['agents']} agents, origin {data['origin']}"
+    )
+    emit(recent, output, EXECUTION_COLUMNS)
+
+
+def logs(
+    workflow: str,
+    agent: Annotated[str | None, typer.Argument(help="Only this agent's log")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow a running one")] = False,
+    server: Server = None,
+) -> None:
+    """The agents' logs of a workflow's latest execution."""
+    with api_errors("logs"), _client(server) as client:
+        recent = client.list_executions(workflow=workflow, limit=1)
+        if not recent:
+            typer.echo(f"agentflow logs: {workflow} has no executions", err=True)
+            raise typer.Exit(3)
+        execution_id = recent[0]["id"]
+        if follow:
+            for event in client.stream_execution_events(execution_id):
+                if agent is None or event.agent == agent:
+                    typer.echo(_line(event), err=True)
+        detail = client.get_execution(execution_id)
+    for step in detail["steps"]:
+        if agent is not None and step["step"] != agent:
+            continue
+        typer.echo(f"==> {step['step']} ({step['state']}, attempt {step['attempt']})")
+        if step["log"]:
+            typer.echo(step["log"].rstrip("\n"))
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the ``agentflow`` app."""
-    app.command("run")(run)
-    app.command("cancel")(cancel)
+    for fn in (run, cancel, deploy, status, logs):
+        app.command(fn.__name__)(fn)
+    app.add_typer(delete_app, name="delete")

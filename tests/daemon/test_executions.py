@@ -180,3 +180,53 @@ def test_a_suspended_workflows_triggers_stop(daemon):
         wait_for(gone, what="the webhook to stop")
         client.resume("customer-support-pipeline")
         wait_for(lambda: not gone(), what="the webhook to come back")
+
+
+def test_the_sdk_deploys_runs_and_follows_a_workflow(daemon):
+    from agentflowd import Agent, AgentFlowClient, LLMConfig, Workflow
+    from agentflowd.errors import ConflictError, UsageError
+
+    workflow = Workflow(
+        name="sdk-support",
+        agents=[
+            Agent(
+                name="ticket-classifier",
+                image="agents/classifier:v1.2",
+                llm=LLMConfig(provider="openai", model="gpt-4"),
+                resources={"memory": "512Mi", "cpu": "500m"},
+            ),
+            Agent(
+                name="response-generator",
+                image="agents/responder:v1.0",
+                llm=LLMConfig(provider="anthropic", model="claude-3-sonnet"),
+                depends_on=["ticket-classifier"],
+            ),
+        ],
+    )
+    with AgentFlowClient(daemon) as client:
+        execution = client.deploy_workflow(workflow, input={"ticket": "Where is my parcel?"})
+        seen = [(e.agent, e.status) for e in client.stream_execution_events(execution.id)]
+        assert ("ticket-classifier", "succeeded") in seen and seen[-1] == (None, "succeeded")
+        status = client.get_execution_status(execution.id)
+        assert status.state == "succeeded" and set(status.output) == {"response-generator"}
+        assert "classifying a ticket" in client.get_agent_logs(execution.id, "ticket-classifier")
+        assert client.get_workflow("sdk-support")["origin"] == "api"
+        # git's names are git's; unknown images are refused; API workflows can be deleted
+        support = Workflow(name="customer-support-pipeline", agents=workflow.agents)
+        with pytest.raises(ConflictError, match="managed by git"):
+            client.deploy(support.to_manifest())
+        bad = Workflow(name="bad", agents=[Agent(name="a", image="agents/none:v9")])
+        with pytest.raises(UsageError, match="image 'agents/none:v9' is not in the store"):
+            client.deploy(bad.to_manifest())
+        typo = bad.to_manifest()
+        typo["spec"]["agents"] = [{"name": "a", "image": "agents/qa:v0.8", "dependOn": ["b"]}]
+        with pytest.raises(UsageError, match="did you mean 'dependsOn'"):
+            client.deploy(typo)
+        assert client.delete_workflow("sdk-support")["deleted"] is True
+    listed = subprocess.run(
+        [BIN / "agentflow", "status", "customer-support-pipeline", "-s", daemon],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listed.startswith("customer-support-pipeline: active")

@@ -187,12 +187,13 @@ def test_executions_beyond_the_limit_wait_their_turn(db_url, parts):
     async def main() -> None:
         async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
             h.install(text, {"agents/echo:v1": ECHO})
-            records = [await h.engine.run("one", i) for i in range(4)]
-            assert [r.state for r in records] == ["running", "queued", "queued", "queued"]
+            records = await asyncio.gather(*(h.engine.run("one", i) for i in range(4)))
+            assert [r.state for r in records].count("running") == 1
             finished = [await h.engine.wait(r.id) for r in records]
             assert [r.state for r in finished] == ["succeeded"] * 4
-            starts = sorted(r.started_at for r in finished if r.started_at)
-            assert [r.started_at for r in finished] == starts  # in order
+            spans = sorted((r.started_at, r.finished_at) for r in finished)
+            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+                assert end is not None and start is not None and start >= end  # one at a time
 
     run(main())
 
