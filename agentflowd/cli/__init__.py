@@ -8,7 +8,16 @@ from __future__ import annotations
 import typer
 
 from agentflowd._version import __version__
-from agentflowd.cli import agent_cmd, executions_cmd, remote, route_cmd, schema_cmd, validate
+from agentflowd.cli import (
+    agent_cmd,
+    config_cmd,
+    executions_cmd,
+    live_cmd,
+    remote,
+    route_cmd,
+    schema_cmd,
+    validate,
+)
 
 __all__ = ["app", "main"]
 
@@ -28,6 +37,9 @@ executions_cmd.register(app)
 app.add_typer(agent_cmd.agent_app, name="agent")
 app.command("build")(agent_cmd.build)
 app.add_typer(route_cmd.route_app, name="route")
+app.add_typer(config_cmd.config_app, name="config")
+app.add_typer(config_cmd.auth_app, name="auth")
+app.command("live-view")(live_cmd.live_view)
 
 
 @app.command("version")

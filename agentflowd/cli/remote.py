@@ -47,9 +47,15 @@ CHANGE_COLUMNS: list[Column] = [
 
 
 def _client(server: str | None) -> AgentFlowClient:
+    import os
+
+    from agentflowd.cli.config_cmd import read_settings
     from agentflowd.client import AgentFlowClient  # httpx only for commands that need it
 
-    return AgentFlowClient(server)
+    settings = read_settings()
+    url = server or os.environ.get("AGENTFLOW_API_URL") or settings.get("api.endpoint")
+    key = os.environ.get("AGENTFLOW_API_KEY") or settings.get("api.key")
+    return AgentFlowClient(url, api_key=key)
 
 
 list_app = typer.Typer(help="List workflows, revisions or executions.", no_args_is_help=True)

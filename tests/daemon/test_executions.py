@@ -230,3 +230,18 @@ def test_the_sdk_deploys_runs_and_follows_a_workflow(daemon):
         check=True,
     ).stdout
     assert listed.startswith("customer-support-pipeline: active")
+
+
+def test_live_view_draws_the_dag_to_the_end(daemon):
+    with AgentFlowClient(daemon) as client:
+        started = client.run("data-analysis-pipeline", {"sources": []})
+    done = subprocess.run(
+        [BIN / "agentflow", "live-view", started["id"], "-s", daemon],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "data-collector" in done.stdout and "data-analyzer" in done.stdout
+    assert "succeeded" in done.stdout

@@ -1,0 +1,92 @@
+"""``agentflow config set|get`` and ``agentflow auth login``: the CLI's own settings.
+
+They live in ``$XDG_CONFIG_HOME/agentflow/config.yaml`` (``~/.config/agentflow/config.yaml``),
+written 0600. Known keys: ``api.endpoint`` (the daemon's URL; ``--server`` and
+``$AGENTFLOW_API_URL`` win over it) and ``api.key`` (sent as ``Authorization: Bearer``; set it
+with ``auth login``, which never echoes it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["auth_app", "config_app", "config_path", "read_settings"]
+
+KEYS = ("api.endpoint", "api.key")
+
+config_app = typer.Typer(help="The CLI's settings (api.endpoint, api.key).", no_args_is_help=True)
+auth_app = typer.Typer(help="Credentials for the agentflowd API.", no_args_is_help=True)
+
+
+def config_path() -> Path:
+    """Where the settings live."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "agentflow" / "config.yaml"
+
+
+def read_settings() -> dict[str, str]:
+    """The settings (empty when there is no file)."""
+    from agentflowd.manifest.yamlread import read_yaml
+
+    path = config_path()
+    if not path.is_file():
+        return {}
+    result = read_yaml(path.read_bytes(), str(path))
+    data: Any = result.documents[0].data if result.documents and not result.fatal else {}
+    return {str(k): str(v) for k, v in (data or {}).items()} if isinstance(data, dict) else {}
+
+
+def _write(settings: dict[str, str]) -> None:
+    import json
+
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = [f"{k}: {json.dumps(v)}" for k, v in sorted(settings.items())]  # JSON is YAML
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+def _known(key: str) -> str:
+    if key not in KEYS:
+        raise typer.BadParameter(f"{key!r} is not a setting (known: {', '.join(KEYS)})")
+    return key
+
+
+@config_app.command("set")
+def config_set(key: str, value: str) -> None:
+    """Set a setting, e.g. ``agentflow config set api.endpoint https://agentflow.example.com``."""
+    settings = read_settings()
+    settings[_known(key)] = value
+    _write(settings)
+    typer.echo(f"{key} set in {config_path()}")
+
+
+@config_app.command("get")
+def config_get(key: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Print a setting (or all of them; the API key is never printed whole)."""
+    settings = read_settings()
+    for name in [_known(key)] if key else sorted(settings):
+        value = settings.get(name)
+        if value is None:
+            raise typer.Exit(1)
+        shown = value[:4] + "…" if name == "api.key" else value
+        typer.echo(f"{name}: {shown}" if key is None else shown)
+
+
+@auth_app.command("login")
+def login(
+    key: Annotated[
+        str, typer.Option(prompt="API key", hide_input=True, help="The key (asked when omitted)")
+    ],
+) -> None:
+    """Store an API key for the CLI (0600, never echoed)."""
+    settings = read_settings()
+    settings["api.key"] = key.strip()
+    _write(settings)
+    typer.echo(f"API key stored in {config_path()}")
