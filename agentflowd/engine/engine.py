@@ -37,7 +37,7 @@ from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob, StepRunner
 from agentflowd.errors import ConflictError, NotFound
 from agentflowd.manifest.model import Agent, Backoff, Workflow
 from agentflowd.store import Store
-from sandbox import StepReport
+from sandbox import OutcomeKind, StepReport
 
 __all__ = ["Engine", "EngineObserver", "TERMINAL"]
 
@@ -128,6 +128,8 @@ class Engine:
         self._closing = False
         self._tick: asyncio.Future[None] | None = None
         self._models: dict[tuple[str, str], Workflow] = {}
+        self._running: dict[str, set[str]] = {}  # workflow -> ids of its running executions
+        self._busy = 0  # steps on the worker threads now
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -179,11 +181,7 @@ class Engine:
             raise ConflictError(f"workflow {workflow!r} is suspended", workflow=workflow)
         spec = self._parsed(workflow, stored.spec_hash, stored.spec)
         now = self.clock()
-        busy = sum(
-            1
-            for r in self._runs.values()
-            if r.record.workflow == workflow and r.record.state == "running"
-        )
+        busy = len(self._running.get(workflow, ()))
         queued = bool(self._queued.get(workflow))
         limit = spec.spec.config.max_concurrent_executions
         state = "running" if busy < limit and not queued else "queued"
@@ -255,14 +253,14 @@ class Engine:
         return record
 
     def _report_active(self) -> None:
-        running = sum(1 for r in self._runs.values() if r.record.state == "running")
-        busy = sum(len(r.running) for r in self._runs.values())
-        self.observer.active(running, len(self._runs) - running, busy)
+        running = sum(len(ids) for ids in self._running.values())  # per workflow: small
+        self.observer.active(running, len(self._runs) - running, self._busy)
 
     def _untrack(self, run: _Run) -> None:
         for timer in run.timers:
             timer.cancel()
         self._runs.pop(run.id, None)
+        self._running.get(run.record.workflow, set()).discard(run.id)
         waiting = self._queued.get(run.record.workflow, [])
         if run.id in waiting:
             waiting.remove(run.id)
@@ -291,6 +289,8 @@ class Engine:
             deadline=time.monotonic() + remaining,
         )
         self._runs[record.id] = run
+        if record.state == "running":
+            self._running.setdefault(record.workflow, set()).add(record.id)
         assert self._loop is not None
         run.timers.append(self._loop.call_later(max(0.0, remaining), self._expire, run))
         return run
@@ -378,6 +378,7 @@ class Engine:
             on_host_call=functools.partial(self._host_call, run, name, attempt),
         )
         future = self._loop.run_in_executor(self._pool, self.runner.run, job)
+        self._busy += 1
         self._report_active()
         future.add_done_callback(functools.partial(self._finished, run, name, attempt))
 
@@ -403,6 +404,7 @@ class Engine:
         )
 
     def _finished(self, run: _Run, name: str, attempt: int, future: asyncio.Future[Any]) -> None:
+        self._busy -= 1
         if future.cancelled():
             return  # closing: the step runs again after the restart
         exc = future.exception()
@@ -510,7 +512,17 @@ class Engine:
         run.states[name] = "failed"
         run.running.discard(name)
         self.observer.step_finished("failed", report.elapsed_seconds if report else 0.0)
-        if run.stop is None:
+        cut_short = (  # its timeout was what was left of the execution's: the deadline hit
+            report is not None
+            and report.outcome.kind is OutcomeKind.TIMEOUT
+            and time.monotonic() >= run.deadline - 0.05
+        )
+        if run.stop is None and cut_short:
+            run.stop, run.error = (
+                "timed_out",
+                "the execution ran past its deadline (defaultTimeout)",
+            )
+        elif run.stop is None:
             run.stop, run.error = "failed", f"step {name} failed: {message}"
         self._schedule(run)
 
@@ -579,6 +591,7 @@ class Engine:
         done.add_done_callback(finished)
         run.done.set()
         self._runs.pop(run.id, None)
+        self._running.get(run.record.workflow, set()).discard(run.id)
         started = run.record.started_at or run.record.created_at
         self.observer.execution_finished(run.record.trigger, final, (now - started).total_seconds())
         self._dequeue(run.record.workflow)
@@ -593,18 +606,14 @@ class Engine:
                 waiting.pop(0)
                 continue
             limit = first.workflow.spec.config.max_concurrent_executions
-            active = sum(
-                1
-                for r in self._runs.values()
-                if r.record.workflow == workflow and r.record.state == "running"
-            )
-            if active >= limit:
+            if len(self._running.get(workflow, ())) >= limit:
                 return
             if first.creating:
                 return  # its start is still being written: dequeued right after
             waiting.pop(0)
             now = self.clock()
             first.record = _with(first.record, state="running", started_at=now)
+            self._running.setdefault(workflow, set()).add(first.id)
             self.observer.queue_wait((now - first.record.created_at).total_seconds())
             self.journal.write(
                 [
