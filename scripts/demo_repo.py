@@ -54,6 +54,7 @@ Change a workflow and commit; it is applied at once and the result noted in git:
 Run a workflow (its agents run in the sandbox; the mock provider answers without API keys):
   .venv/bin/agentflow run customer-support-pipeline --input '{{"ticket": "late"}}' --wait
   curl -X POST {api}/api/v1/tickets -d '{{"ticket": "Refund please"}}'    # its webhook
+  .venv/bin/agentflow live-view customer-support-pipeline                  # the latest run, live
 Stop with Ctrl-C. State (SQLite, mirrors) is in {repo_dir.parent / "state"}.
 """
     )
