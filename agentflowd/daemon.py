@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.engine.engine import EngineObserver
+from agentflowd.engine.triggers import TriggerTable
 from agentflowd.errors import AgentFlowError, UsageError
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import (
@@ -51,7 +52,7 @@ from router import Budgets, Router, RouterError
 
 if TYPE_CHECKING:
     from agentflowd.engine import Engine, Journal
-    from agentflowd.engine.triggers import ScheduleEntry, Scheduler, TriggerTable
+    from agentflowd.engine.triggers import ScheduleEntry, Scheduler
     from sandbox import SandboxEngine
     from sandbox.isolate import ProcessSandbox
     from sandbox.python import PythonRuntime
@@ -95,7 +96,7 @@ class Daemon:
         self.processes: ProcessSandbox | None = None
         self.scheduler: Scheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.triggers: TriggerTable = _no_triggers()
+        self.triggers = TriggerTable()
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
@@ -369,8 +370,6 @@ class Daemon:
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refresh_triggers()))
 
     async def _refresh_triggers(self) -> None:
-        from agentflowd.engine.triggers import TriggerTable
-
         try:
             workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)
         except AgentFlowError as exc:
@@ -604,12 +603,6 @@ def _warm(python: PythonRuntime) -> None:
         python.component()
     except Exception:  # the first Python step reports it in its own outcome
         log.exception("cannot prepare the Python agent runtime")
-
-
-def _no_triggers() -> TriggerTable:
-    from agentflowd.engine.triggers import TriggerTable
-
-    return TriggerTable()
 
 
 class _MetricsObserver(EngineObserver):

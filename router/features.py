@@ -122,21 +122,11 @@ def extract(request: ChatRequest, declared: Mapping[str, Any] | None = None) -> 
     for name, allowed in FEATURE_VALUES.items():
         if name in given and given[name] in allowed:
             values[name] = given[name]
-    if (
-        "data_sensitivity" in given
-        and given["data_sensitivity"] not in FEATURE_VALUES["data_sensitivity"]
-    ):
-        values["data_sensitivity"] = "high"  # a value we cannot read fails closed
-    # sensitivity only ever goes up: an agent cannot lower what its manifest declares
+    # sensitivity only ever goes up: an agent cannot lower what its manifest declares; a value
+    # that cannot be read fails closed
     order = FEATURE_VALUES["data_sensitivity"]
-    levels = [
-        v
-        for v in (
-            request.features.get("data_sensitivity"),
-            (declared or {}).get("data_sensitivity"),
-        )
-        if v in order
-    ]
+    said = (request.features.get("data_sensitivity"), (declared or {}).get("data_sensitivity"))
+    levels = [v if v in order else "high" for v in said if v is not None]
     if levels:
         values["data_sensitivity"] = max(levels, key=order.index)
     if "complexity" not in values:

@@ -71,6 +71,7 @@ class SandboxEngine:
         self.max_components = max_components
         # compiled components in memory, least recently used first (the disk cache keeps all)
         self._components: OrderedDict[str, Component] = OrderedDict()
+        self._imports: dict[str, frozenset[str]] = {}  # by key, kept with the component
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
@@ -108,24 +109,41 @@ class SandboxEngine:
 
     def load(self, wasm: bytes | str) -> Component:
         """The compiled component for ``wasm`` (binary or WAT text): from memory, disk, or now."""
+        return self._load(wasm)[1]
+
+    def load_with_imports(self, wasm: bytes | str) -> tuple[Component, frozenset[str]]:
+        """The compiled component and the names of the interfaces it imports (read once)."""
+        key, component = self._load(wasm)
+        with self._lock:
+            names = self._imports.get(key)
+        if names is None:
+            names = frozenset(component.type.imports(self.engine))
+            with self._lock:
+                if key in self._components:  # not evicted meanwhile: keep it with the component
+                    self._imports[key] = names
+        return component, names
+
+    def _load(self, wasm: bytes | str) -> tuple[str, Component]:
         data = wasm.encode() if isinstance(wasm, str) else wasm
         key = self.cache_key(data)
         with self._lock:
             if key in self._components:
                 self._components.move_to_end(key)
-                return self._components[key]
+                return key, self._components[key]
         component = self._from_disk(key) or self._compile(data, key)
         with self._lock:
             self._components.setdefault(key, component)
             self._components.move_to_end(key)
             while len(self._components) > self.max_components:
-                self._components.popitem(last=False)
-            return self._components[key]
+                evicted, _ = self._components.popitem(last=False)
+                self._imports.pop(evicted, None)
+            return key, self._components[key]
 
     def forget(self, key: str) -> None:
         """Drop a compiled component from memory (it stays in the disk cache)."""
         with self._lock:
             self._components.pop(key, None)
+            self._imports.pop(key, None)
 
     def _dir(self) -> Path | None:
         if self.cache_dir is None:

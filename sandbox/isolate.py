@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -55,7 +56,10 @@ def _worker_env() -> dict[str, str]:
 
 def blocking_imports(engine: SandboxEngine, component: Component) -> list[str]:
     """The WASI interfaces through which ``component`` could block its thread."""
-    names = component.type.imports(engine.engine)
+    return _blocking(component.type.imports(engine.engine))
+
+
+def _blocking(names: Iterable[str]) -> list[str]:
     return sorted(name for name in names if name.startswith("wasi:io/poll@"))
 
 
@@ -69,8 +73,8 @@ def run_component(
     args: tuple[str, ...] | None = None,
 ) -> StepReport:
     """Run a user's component: in-process when it cannot block, else in a worker process."""
-    component = engine.load(wasm)
-    if processes.can_block(engine, component):
+    component, imports = engine.load_with_imports(wasm)
+    if _blocking(imports):
         return processes.run(engine, wasm, input_json, ctx, args=args)
     return run_step(engine, component, input_json, ctx, args=args)
 
@@ -149,16 +153,8 @@ class ProcessSandbox:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
-        self._blocking: dict[int, bool] = {}
         self._closed = False
         self.killed = 0  # workers killed at a deadline (for metrics and tests)
-
-    def can_block(self, engine: SandboxEngine, component: Component) -> bool:
-        """Whether ``component`` imports WASI's blocking waits (remembered per component)."""
-        known = self._blocking.get(id(component))
-        if known is None:
-            known = self._blocking[id(component)] = bool(blocking_imports(engine, component))
-        return known
 
     def busy_pids(self) -> list[int]:
         """Process ids of the workers running a step now."""

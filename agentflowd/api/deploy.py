@@ -17,7 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from agentflowd.errors import NotFound
-from agentflowd.manifest import canonical_dict, load_sources, spec_hash
+from agentflowd.manifest import (
+    ResolvedImage,
+    canonical_dict,
+    combined_hash,
+    load_sources,
+    spec_hash,
+)
 from agentflowd.manifest.load import SourceFile
 from agentflowd.store import HistoryAction, Origin, StoredWorkflow, WorkflowWrite
 
@@ -75,13 +81,16 @@ def deploy_routes(daemon: DaemonHandle) -> APIRouter:
                 )
             images[ref] = known[ref]
         now = daemon.reconciler.clock()
-        digest = "".join(sorted(i["sha256"] for i in images.values()))
+        version = combined_hash(
+            spec_hash(workflow),
+            [ResolvedImage(ref=ref, **record) for ref, record in images.items()],
+        )
         stored = daemon.store.put_workflow(
             WorkflowWrite(
                 name=name,
                 origin=Origin.API,
                 spec=canonical_dict(workflow),
-                spec_hash=_version(spec_hash(workflow), digest),
+                spec_hash=version,
                 images=images,
             ),
             action=HistoryAction.UPDATE if existing else HistoryAction.CREATE,
@@ -112,9 +121,3 @@ def _known_images(daemon: DaemonHandle) -> dict[str, dict[str, Any]]:
     for stored in sorted(daemon.store.workflows().values(), key=lambda w: w.updated_at):
         known.update(stored.images)
     return known
-
-
-def _version(spec_version: str, images: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(f"{spec_version}:{images}".encode()).hexdigest()

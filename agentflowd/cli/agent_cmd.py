@@ -102,9 +102,9 @@ def _find_agent(target: str, images_root: Path | None) -> tuple[Path, str | None
         raise typer.BadParameter(f"{target}: a directory without agent.wasm or agent.py")
     root = images_root
     if root is None:
-        from agentflowd.cli.validate import _work_tree
+        from agentflowd.cli.validate import work_tree
 
-        root = _work_tree(Path.cwd()) or Path.cwd()
+        root = work_tree(Path.cwd()) or Path.cwd()
     if not re.fullmatch(IMAGE_PATTERN, target):
         raise typer.BadParameter(f"{target}: no such file, and not an image reference")
     found = DirectoryImages(root).resolve(target)

@@ -16,10 +16,10 @@ from agentflowd.cli.report import OutputFormat, render
 from agentflowd.errors import SourceError, UsageError
 from agentflowd.manifest import ImageLookup, Limits, SourceFile, load_sources
 
-__all__ = ["run_validate", "validate"]
+__all__ = ["run_validate", "validate", "work_tree"]
 
 
-def _work_tree(path: Path) -> Path | None:
+def work_tree(path: Path) -> Path | None:
     """The root of the git work tree that holds ``path``, if any."""
     import pygit2
 
@@ -74,7 +74,7 @@ def run_validate(
             if not images_root.is_dir():
                 raise UsageError(f"--images-root {images_root}: not a directory")
             images = DirectoryImages(images_root)
-        elif (top := _work_tree(paths[0])) is not None:
+        elif (top := work_tree(paths[0])) is not None:
             images = DirectoryImages(top)
         elif notes is not None:
             notes.append(

@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -685,6 +685,4 @@ def _backoff(kind: Backoff, initial: Any, maximum: Any, attempt: int) -> float:
 
 
 def _with(record: ExecutionRecord, **values: Any) -> ExecutionRecord:
-    from dataclasses import replace
-
     return replace(record, **values)

@@ -95,7 +95,7 @@ class StepRunner:
         self.today = today
         self.max_images = max_images
         self._images: OrderedDict[str, bytes] = OrderedDict()
-        self._policies: dict[tuple[int, str], tuple[dict[str, Any], RoutingPolicy]] = {}
+        self._policies: OrderedDict[tuple[str, str], RoutingPolicy] = OrderedDict()
         self._lock = threading.Lock()
 
     def image(self, sha256: str) -> bytes:
@@ -152,17 +152,18 @@ class StepRunner:
             return _report(OutcomeKind.TRAP, f"{type(exc).__name__}: {exc}")
 
     def _policy(self, job: StepJob) -> RoutingPolicy:
-        """The agent's compiled routing (once per workflow version and agent)."""
-        key = (id(job.spec), str(job.agent.name))
+        """The agent's compiled routing, once per execution (its spec never changes)."""
+        key = (job.execution_id, str(job.agent.name))
         with self._lock:
             found = self._policies.get(key)
-        if found is not None and found[0] is job.spec:
-            return found[1]
+            if found is not None:
+                self._policies.move_to_end(key)
+                return found
         policy = policy_for_agent(job.spec, str(job.agent.name))
         with self._lock:
-            if len(self._policies) > 1000:
-                self._policies.clear()
-            self._policies[key] = (job.spec, policy)
+            self._policies[key] = policy
+            while len(self._policies) > 1024:
+                self._policies.popitem(last=False)
         return policy
 
     def _callbacks(self, job: StepJob, deadline: float) -> HostCallbacks:
