@@ -27,16 +27,16 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentflowd.engine.journal import Change, ExecutionRecord, Journal, StepRecord
+from agentflowd.engine.journal import Change, ExecutionRecord, Journal, StepRecord, Then
 from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob, StepRunner
+from agentflowd.engine.workers import StepThreads
 from agentflowd.errors import ConflictError, NotFound
 from agentflowd.manifest.model import Agent, Backoff, Workflow
-from agentflowd.store import Store
+from agentflowd.store import Store, StoredWorkflow
 from sandbox import OutcomeKind, StepReport
 
 __all__ = ["Engine", "EngineObserver", "TERMINAL"]
@@ -123,11 +123,12 @@ class Engine:
         self.workers = workers
         self._runs: dict[str, _Run] = {}
         self._queued: dict[str, list[str]] = {}  # workflow -> execution ids waiting, in order
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: StepThreads[tuple[StepJob, _Run], tuple[_Run, str, int]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self._tick: asyncio.Future[None] | None = None
+        self._tick: asyncio.Future[None] | None = None  # made when someone waits for a commit
         self._models: dict[tuple[str, str], Workflow] = {}
+        self._stored: dict[str, tuple[int, StoredWorkflow]] = {}  # name -> (store epoch, it)
         self._running: dict[str, set[str]] = {}  # workflow -> ids of its running executions
         self._busy = 0  # steps on the worker threads now
 
@@ -136,11 +137,12 @@ class Engine:
     async def start(self) -> int:
         """Resume every execution a previous run left unfinished; returns how many."""
         self._loop = loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="agentflow-step")
-        self._tick = loop.create_future()
+        self._threads = StepThreads(self.workers, self._work, self._delivered, loop)
 
-        def committed() -> None:
-            loop.call_soon_threadsafe(self._notify)
+        def committed(thens: list[tuple[Then, BaseException | None]]) -> None:
+            # from the journal's writer: wake the loop only when something waits for it
+            if thens or self._tick is not None:
+                loop.call_soon_threadsafe(self._committed, thens)
 
         self.journal.on_commit = committed
         unfinished = await self._db(self.journal.unfinished)
@@ -155,8 +157,8 @@ class Engine:
         for run in self._runs.values():
             for timer in run.timers:
                 timer.cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.close()
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -176,7 +178,7 @@ class Engine:
         With a ``key`` (a cron slot, a webhook delivery), a second start with the same key
         returns the first execution instead of starting another.
         """
-        stored = await self._db(self.store.get_workflow, workflow)
+        stored = await self._workflow(workflow)
         if stored.suspended and trigger != "manual":
             raise ConflictError(f"workflow {workflow!r} is suspended", workflow=workflow)
         spec = self._parsed(workflow, stored.spec_hash, stored.spec)
@@ -252,6 +254,18 @@ class Engine:
         self._report_active()
         return record
 
+    async def _workflow(self, name: str) -> StoredWorkflow:
+        """The stored workflow, from memory while the store says no workflow has changed."""
+        epoch = self.store.workflows_epoch  # read before the row: a later write is noticed
+        found = self._stored.get(name)
+        if found is not None and found[0] == epoch:
+            return found[1]
+        stored: StoredWorkflow = await self._db(self.store.get_workflow, name)
+        if len(self._stored) > 10_000:
+            self._stored.clear()
+        self._stored[name] = (epoch, stored)
+        return stored
+
     def _report_active(self) -> None:
         running = sum(len(ids) for ids in self._running.values())  # per workflow: small
         self.observer.active(running, len(self._runs) - running, self._busy)
@@ -321,7 +335,7 @@ class Engine:
                 )
             run.states[step.step] = state
         if changes:
-            self.journal.write(changes)
+            self.journal.post(changes)
         if any(s == "failed" for s in run.states.values()):
             run.stop = "failed"
         if record.state == "queued":
@@ -342,14 +356,14 @@ class Engine:
             self._settle(run)
 
     def _launch(self, run: _Run, name: str) -> None:
-        assert self._loop is not None and self._pool is not None
+        assert self._threads is not None
         agent = run.agents[name]
         run.states[name] = "running"
         run.running.add(name)
         run.attempts[name] += 1
         attempt = run.attempts[name]
         now = self.clock()
-        self.journal.write(
+        self.journal.post(
             [
                 Change(
                     execution_id=run.id,
@@ -359,7 +373,8 @@ class Engine:
                     attempt=attempt,
                     steps={name: {"state": "running", "attempt": attempt, "started_at": now}},
                 )
-            ]
+            ],
+            lazy=True,  # with the step's end, or within lazy_seconds when it runs longer
         )
         image = run.record.images.get(str(agent.image)) or {}
         payload = {
@@ -377,14 +392,13 @@ class Engine:
             deadline=run.deadline,
             on_host_call=functools.partial(self._host_call, run, name, attempt),
         )
-        future = self._loop.run_in_executor(self._pool, self.runner.run, job)
+        self._threads.submit((job, run), (run, name, attempt))
         self._busy += 1
         self._report_active()
-        future.add_done_callback(functools.partial(self._finished, run, name, attempt))
 
     def _host_call(self, run: _Run, name: str, attempt: int, call: HostCall) -> None:
         """From a worker thread: journal an LLM or HTTP call as it happens."""
-        self.journal.write(
+        self.journal.post(
             [
                 Change(
                     execution_id=run.id,
@@ -400,18 +414,58 @@ class Engine:
                         "response": call.response,
                     },
                 )
-            ]
+            ],
+            lazy=True,
         )
 
-    def _finished(self, run: _Run, name: str, attempt: int, future: asyncio.Future[Any]) -> None:
-        self._busy -= 1
-        if future.cancelled():
-            return  # closing: the step runs again after the restart
-        exc = future.exception()
-        report: StepReport | None = None if exc is not None else future.result()
-        asyncio.ensure_future(self._record(run, name, attempt, report, exc))
+    def _work(self, item: tuple[StepJob, _Run]) -> StepReport | None:
+        """On a step thread: run the step; record a success right here (None: recorded)."""
+        job, run = item
+        report = self.runner.run(job)
+        if not report.outcome.ok or self._closing:
+            return report  # the loop decides: retry or fail
+        name, attempt = str(job.agent.name), job.attempt
+        output = json.loads(report.outcome.output or "null")
+        now = self.clock()
+        change = Change(
+            execution_id=job.execution_id,
+            type="step.succeeded",
+            at=now,
+            step=name,
+            attempt=attempt,
+            data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
+            steps={
+                name: {
+                    "state": "succeeded",
+                    "output": output,
+                    "log": report.log or None,
+                    "error": None,
+                    "finished_at": now,
+                }
+            },
+        )
+        # durable before its dependents start: _succeeded runs on the loop once committed
+        then = functools.partial(
+            self._succeeded, run, name, attempt, output, report.elapsed_seconds
+        )
+        self.journal.commit_here([change], then)
+        return None
 
-    async def _record(
+    def _delivered(
+        self, batch: list[tuple[tuple[_Run, str, int], Any, BaseException | None]]
+    ) -> None:
+        """Steps the threads have finished (on the loop)."""
+        for (run, name, attempt), report, exc in batch:
+            self._busy -= 1
+            if self._closing:
+                return  # the steps run again after the restart
+            try:
+                self._record(run, name, attempt, report, exc)
+            except Exception:  # a bug here must not lose the other results of the batch
+                log.exception("recording step %s of execution %s failed", name, run.id)
+        self._report_active()
+
+    def _record(
         self,
         run: _Run,
         name: str,
@@ -421,32 +475,6 @@ class Engine:
     ) -> None:
         now = self.clock()
         agent = run.agents[name]
-        if report is not None and report.outcome.ok:
-            output = json.loads(report.outcome.output or "null")
-            change = Change(
-                execution_id=run.id,
-                type="step.succeeded",
-                at=now,
-                step=name,
-                attempt=attempt,
-                data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
-                steps={
-                    name: {
-                        "state": "succeeded",
-                        "output": output,
-                        "log": report.log or None,
-                        "error": None,
-                        "finished_at": now,
-                    }
-                },
-            )
-            await asyncio.wrap_future(self.journal.write([change]))  # durable before dependents
-            self.observer.step_finished("succeeded", report.elapsed_seconds)
-            run.states[name] = "succeeded"
-            run.outputs[name] = output
-            run.running.discard(name)
-            self._schedule(run)
-            return
         message = report.outcome.message() if report is not None else f"engine error: {exc}"
         detail = report.outcome.detail if report is not None else str(exc)
         log_text = report.log if report is not None else None
@@ -461,7 +489,7 @@ class Engine:
         ):
             delay = _backoff(retry.backoff, retry.initial_delay, retry.max_delay, attempt)
             if time.monotonic() + delay < run.deadline:
-                self.journal.write(
+                self.journal.post(
                     [
                         Change(
                             execution_id=run.id,
@@ -489,7 +517,60 @@ class Engine:
                 assert self._loop is not None
                 run.timers.append(self._loop.call_later(delay, self._retry_now, run, name))
                 return
-        self.journal.write(
+        cut_short = (  # its timeout was what was left of the execution's: the deadline hit
+            report is not None
+            and report.outcome.kind is OutcomeKind.TIMEOUT
+            and time.monotonic() >= run.deadline - 0.05
+        )
+        self._failed(
+            run,
+            name,
+            attempt,
+            message,
+            detail=detail,
+            log_text=log_text,
+            elapsed=report.elapsed_seconds if report else 0.0,
+            cut_short=cut_short,
+        )
+
+    def _succeeded(
+        self,
+        run: _Run,
+        name: str,
+        attempt: int,
+        output: Any,
+        elapsed: float,
+        error: BaseException | None,
+    ) -> None:
+        """A step's success is durable (on the loop): its dependents may start."""
+        self._busy -= 1
+        if error is not None:  # not recorded: fail the step (it runs again after a restart)
+            log.error(
+                "execution %s: the success of step %s was not recorded: %s", run.id, name, error
+            )
+            self._failed(run, name, attempt, f"the journal could not record its success: {error}")
+            return
+        self.observer.step_finished("succeeded", elapsed)
+        run.states[name] = "succeeded"
+        run.outputs[name] = output
+        run.running.discard(name)
+        self._schedule(run)
+
+    def _failed(
+        self,
+        run: _Run,
+        name: str,
+        attempt: int,
+        message: str,
+        *,
+        detail: str = "",
+        log_text: str | None = None,
+        elapsed: float = 0.0,
+        cut_short: bool = False,
+    ) -> None:
+        """A step failed for good: so does the execution (its other steps are skipped)."""
+        now = self.clock()
+        self.journal.post(
             [
                 Change(
                     execution_id=run.id,
@@ -511,12 +592,7 @@ class Engine:
         )
         run.states[name] = "failed"
         run.running.discard(name)
-        self.observer.step_finished("failed", report.elapsed_seconds if report else 0.0)
-        cut_short = (  # its timeout was what was left of the execution's: the deadline hit
-            report is not None
-            and report.outcome.kind is OutcomeKind.TIMEOUT
-            and time.monotonic() >= run.deadline - 0.05
-        )
+        self.observer.step_finished("failed", elapsed)
         if run.stop is None and cut_short:
             run.stop, run.error = (
                 "timed_out",
@@ -580,15 +656,10 @@ class Engine:
                 },
             )
         )
-        done = self.journal.write(changes)
+        self.journal.post(changes, then=lambda _error: self.journal.forget(run.id))
         run.record = _with(run.record, state=final, output=output, error=run.error, finished_at=now)
         for timer in run.timers:
             timer.cancel()
-
-        def finished(_f: Any) -> None:
-            self.journal.forget(run.id)
-
-        done.add_done_callback(finished)
         run.done.set()
         self._runs.pop(run.id, None)
         self._running.get(run.record.workflow, set()).discard(run.id)
@@ -615,7 +686,7 @@ class Engine:
             first.record = _with(first.record, state="running", started_at=now)
             self._running.setdefault(workflow, set()).add(first.id)
             self.observer.queue_wait((now - first.record.created_at).total_seconds())
-            self.journal.write(
+            self.journal.post(
                 [
                     Change(
                         execution_id=first.id,
@@ -629,14 +700,21 @@ class Engine:
 
     def changed(self) -> asyncio.Future[None]:
         """Done when the journal next commits (for event streams)."""
-        assert self._tick is not None
+        assert self._loop is not None
+        if self._tick is None:
+            self._tick = self._loop.create_future()
         return asyncio.shield(self._tick)
 
-    def _notify(self) -> None:
-        assert self._loop is not None
-        if self._tick is not None and not self._tick.done():
-            self._tick.set_result(None)
-        self._tick = self._loop.create_future()
+    def _committed(self, thens: list[tuple[Then, BaseException | None]]) -> None:
+        """On the loop, after a journal commit: what waited for it goes on."""
+        for then, error in thens:
+            try:
+                then(error)
+            except Exception:  # one failing continuation must not stop the others
+                log.exception("after a journal commit")
+        tick, self._tick = self._tick, None
+        if tick is not None and not tick.done():
+            tick.set_result(None)
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -658,13 +736,27 @@ class Engine:
         run = self._runs.get(execution_id)
         if run is not None:
             await run.done.wait()
+            await self._flush()
+            return run.record  # as the journal now has it
         await self._flush()
         record: ExecutionRecord = await self._db(self.journal.execution, execution_id)
         return record
 
     async def _flush(self) -> None:
-        """Wait until everything written so far is durable."""
-        await asyncio.wrap_future(self.journal.write([]))
+        """Wait until everything posted so far is durable."""
+        assert self._loop is not None
+        flushed: asyncio.Future[None] = self._loop.create_future()
+
+        def done(error: BaseException | None) -> None:
+            if flushed.done():
+                return
+            if error is None:
+                flushed.set_result(None)
+            else:
+                flushed.set_exception(error)
+
+        self.journal.post([], then=done)
+        await flushed
 
     def active(self) -> int:
         """Executions being driven (running or queued)."""

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -100,6 +100,24 @@ class Change:
     create: tuple[ExecutionRecord, list[StepRecord]] | None = None  # a new execution
 
 
+#: What runs once a posted change is durable (or failed to be): gets the error or None.
+Then = Callable[[BaseException | None], None]
+Convert = Callable[[Any], Any]
+_Item = tuple[list[Change], Future[None] | None, Then | None]
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """As SQLAlchemy's SQLite dialect stores a naive UTC ``DATETIME``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json(value: Any) -> str | None:
+    """A JSON column's parameter (SQL NULL for None, as SQLAlchemy's ``none_as_null``)."""
+    return None if value is None else json.dumps(value)
+
+
 def _execution(row: RowMapping) -> ExecutionRecord:
     return ExecutionRecord(
         id=row["id"],
@@ -127,12 +145,21 @@ def _step(row: RowMapping) -> StepRecord:
 class Journal:
     """Executions, steps and events in the store's database, written by one thread."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 1024, lazy_seconds: float = 0.01
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[list[Change], Future[None]] | None] = (
-            queue.SimpleQueue()
-        )
+        self.lazy_seconds = lazy_seconds
+        # what waits for the next commit, in the order it was posted; "urgent" when something
+        # not lazy is in it (the writer sleeps through lazy posts for up to lazy_seconds)
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Item] = []
+        self._urgent = False
+        self._lazy_since = 0.0
+        self._stopping = False
+        self._committing = False  # a thread is writing a batch: others only append
+        self._idle = False  # the writer waits with no timer (a lazy post must wake it)
         self._seq: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
         self._thread.start()
@@ -152,11 +179,15 @@ class Journal:
             }
             for table in (executions, step_runs, execution_events)
         }
-        self.on_commit: Callable[[], None] | None = None  # called on the writer thread
+        #: called on the writer thread after each commit with the ``then`` callbacks of what
+        #: it committed (the engine runs them on its loop); without it they run right there
+        self.on_commit: Callable[[list[tuple[Then, BaseException | None]]], None] | None = None
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer."""
-        self._queue.put(None)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         self._thread.join(timeout=30)
 
     # -- writing ---------------------------------------------------------------------------
@@ -188,47 +219,121 @@ class Journal:
     def write(self, changes: list[Change]) -> Future[None]:
         """Queue ``changes`` for the next group commit; the future is done once durable."""
         done: Future[None] = Future()
-        self._queue.put((changes, done))
+        self._put((changes, done, None), lazy=False)
         return done
+
+    def post(self, changes: list[Change], then: Then | None = None, *, lazy: bool = False) -> None:
+        """Queue ``changes`` for the next group commit, without a future (the engine's hot
+        path): ``then(error)`` is handed to :attr:`on_commit` once the commit is done.
+
+        ``lazy`` changes (a step started, a host call) do not wake the writer: they go with
+        the next commit, or within ``lazy_seconds``. A daemon that dies meanwhile loses them,
+        and loses nothing else: the step they belong to is still pending or running in the
+        database, and runs again after the restart as any step in flight does.
+        """
+        self._put((changes, None, then), lazy=lazy)
+
+    def commit_here(self, changes: list[Change], then: Then) -> None:
+        """Post ``changes`` and, when no commit is under way, commit them on this thread now.
+
+        For a step thread recording its step's success: when the journal is idle this saves
+        two thread hand-offs (to the writer and back); when a commit is under way the changes
+        join the next one and this returns at once, so batching under load is kept. Commits
+        never overlap, whichever thread makes them, so events keep the order they were posted.
+        """
+        with self._cond:
+            if not self._pending:
+                self._lazy_since = time.monotonic()
+            self._pending.append((changes, None, then))
+            if self._committing or self._stopping:
+                if not self._urgent:
+                    self._urgent = True
+                    self._cond.notify()
+                return
+            batch = self._take()
+        self._write_out(batch)
+
+    def _put(self, item: _Item, *, lazy: bool) -> None:
+        with self._cond:
+            if not self._pending:
+                self._lazy_since = time.monotonic()
+            self._pending.append(item)
+            if not lazy and not self._urgent:
+                self._urgent = True
+                self._cond.notify()
+            elif lazy and self._idle:  # the writer sleeps without a timer: start it
+                self._idle = False
+                self._cond.notify()
+
+    def _take(self) -> list[_Item]:
+        """Everything pending, for this thread to commit (under the lock)."""
+        batch, self._pending = self._pending, []
+        self._urgent = False
+        self._committing = True
+        return batch
+
+    def _write_out(self, batch: list[_Item]) -> None:
+        try:
+            for start in range(0, len(batch), self.max_batch):
+                self._commit(batch[start : start + self.max_batch])
+        finally:
+            with self._cond:
+                self._committing = False
+                if self._pending or self._stopping:  # posted meanwhile: the writer takes it
+                    self._cond.notify()
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                self._close_writer()
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)
-            if stop:
+            with self._cond:
+                while self._committing or (not self._urgent and not self._stopping):
+                    if self._committing or not self._pending:
+                        self._idle = not self._committing
+                        self._cond.wait()
+                        self._idle = False
+                        continue
+                    left = self._lazy_since + self.lazy_seconds - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = self._take()
+                stopping = self._stopping
+            self._write_out(batch)
+            if stopping:
+                with self._cond:
+                    if self._pending:  # posted while the last batch was written
+                        continue
                 self._close_writer()
                 return
 
-    def _commit(self, batch: list[tuple[list[Change], Future[None]]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
+        errors: list[BaseException | None]
         try:
-            self._transaction([c for changes, _ in batch for c in changes])
+            self._transaction([c for changes, _, _ in batch for c in changes])
+            errors = [None] * len(batch)
         except Exception:  # one bad change must not sink the others: retry them one by one
-            for changes, done in batch:
+            errors = []
+            for changes, _, _ in batch:
                 try:
                     self._transaction(changes)
                 except Exception as exc:
-                    done.set_exception(exc)
+                    errors.append(exc)
                 else:
+                    errors.append(None)
+        thens: list[tuple[Then, BaseException | None]] = []
+        for (_, done, then), error in zip(batch, errors, strict=True):
+            if done is not None:
+                if error is None:
                     done.set_result(None)
+                else:
+                    done.set_exception(error)
+            if then is not None:
+                thens.append((then, error))
+        on_commit = self.on_commit
+        if on_commit is not None:
+            on_commit(thens)
         else:
-            for _, done in batch:
-                done.set_result(None)
-        if self.on_commit is not None:
-            self.on_commit()
+            for then, error in thens:
+                then(error)
 
     # -- the writer's own connection: plain DB-API statements --------------------------------
 
@@ -263,15 +368,19 @@ class Journal:
                 self._close_writer()
             raise
 
-    def _value(self, table: sa.Table, column: str, value: Any) -> Any:
-        kind = self._kinds[table.name].get(column)
-        if value is None:
-            return None
-        if kind == "json":
-            return json.dumps(value)
-        if kind == "time" and self._sqlite:
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        return value
+    def _converters(self, table: sa.Table, columns: Iterable[str]) -> list[Convert | None]:
+        """How each column's Python value becomes a DB-API parameter (None: as it is)."""
+        kinds = self._kinds[table.name]
+        out: list[Convert | None] = []
+        for column in columns:
+            kind = kinds.get(column)
+            if kind == "json":
+                out.append(_json)
+            elif kind == "time" and self._sqlite:
+                out.append(_sqlite_time)
+            else:
+                out.append(None)
+        return out
 
     def _placeholder(self, table: sa.Table, column: str) -> str:
         if self._sqlite:
@@ -284,8 +393,10 @@ class Journal:
         columns = list(rows[0])
         marks = ", ".join(self._placeholder(table, c) for c in columns)
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+        convert = list(zip(columns, self._converters(table, columns), strict=True))
         cursor.executemany(
-            sql, [tuple(self._value(table, c, row[c]) for c in columns) for row in rows]
+            sql,
+            [tuple(row[c] if f is None else f(row[c]) for c, f in convert) for row in rows],
         )
 
     def _update(
@@ -296,9 +407,15 @@ class Journal:
         rows: list[tuple[tuple[Any, ...], dict[str, Any]]],
     ) -> None:
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        converters: dict[tuple[str, ...], list[tuple[str, Convert | None]]] = {}
         for key, values in rows:
             columns = tuple(values)
-            params = tuple(self._value(table, c, values[c]) for c in columns) + key
+            convert = converters.get(columns)
+            if convert is None:
+                convert = converters[columns] = list(
+                    zip(columns, self._converters(table, columns), strict=True)
+                )
+            params = tuple(values[c] if f is None else f(values[c]) for c, f in convert) + key
             groups.setdefault(columns, []).append(params)
         mark = "?" if self._sqlite else "%s"
         where = " AND ".join(f"{k} = {mark}" for k in keys)

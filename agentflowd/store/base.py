@@ -48,6 +48,10 @@ def from_picousd(value: int) -> Decimal:
 class Store(Protocol):
     """Workflows, their history, revisions and source state."""
 
+    #: Moves after every committed change to the workflows table made through this object
+    #: (the engine keeps workflows in memory while it stands still).
+    workflows_epoch: int
+
     def close(self) -> None:
         """Release connections."""
 

@@ -49,6 +49,7 @@ class MemoryStore:
         self._sources: dict[str, SourceState] = {}
         self._images: dict[str, AgentImage] = {}
         self._llm_calls: list[LlmCall] = []
+        self.workflows_epoch = 0
 
     def close(self) -> None:
         """Nothing to release."""
@@ -107,6 +108,7 @@ class MemoryStore:
                 images=copy.deepcopy(write.images),
             )
             self._workflows[write.name] = stored
+            self.workflows_epoch += 1
             entries = self._history.setdefault(write.name, [])
             entries.insert(
                 0,
@@ -129,12 +131,14 @@ class MemoryStore:
             self._get(name)
             del self._workflows[name]
             self._history.pop(name, None)
+            self.workflows_epoch += 1
 
     def _update(self, name: str, now: datetime, **values: Any) -> StoredWorkflow:
         _aware(now)
         with self._lock:
             stored = replace(self._get(name), updated_at=now, **values)
             self._workflows[name] = stored
+            self.workflows_epoch += 1
             return copy.deepcopy(stored)
 
     def set_error(

@@ -7,6 +7,7 @@ the API can read while the reconciler writes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -124,6 +125,8 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._epochs = itertools.count(1)
+        self.workflows_epoch = 0
 
     @classmethod
     def open(cls, url: str) -> SqlStore:
@@ -141,6 +144,15 @@ class SqlStore:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailable(f"database unavailable: {exc.orig}", delay=1.0) from exc
+
+    @contextmanager
+    def _workflows_tx(self) -> Iterator[Connection]:
+        """A transaction that changes workflows: the epoch moves once it has ended."""
+        try:
+            with self._tx() as conn:
+                yield conn
+        finally:
+            self.workflows_epoch = next(self._epochs)  # atomic under the GIL
 
     def _get(self, conn: Connection, name: str) -> StoredWorkflow:
         row = conn.execute(sa.select(workflows).where(workflows.c.name == name)).mappings().first()
@@ -187,7 +199,7 @@ class SqlStore:
     def put_workflow(
         self, write: WorkflowWrite, *, action: HistoryAction, now: datetime
     ) -> StoredWorkflow:
-        with self._tx() as conn:
+        with self._workflows_tx() as conn:
             current = (
                 conn.execute(
                     sa.select(workflows.c.generation)
@@ -247,14 +259,14 @@ class SqlStore:
             return self._get(conn, write.name)
 
     def delete_workflow(self, name: str) -> None:
-        with self._tx() as conn:
+        with self._workflows_tx() as conn:
             conn.execute(history.delete().where(history.c.name == name))
             result = conn.execute(workflows.delete().where(workflows.c.name == name))
             if result.rowcount == 0:
                 raise WorkflowNotFound(name)
 
     def _update(self, name: str, now: datetime, **values: Any) -> StoredWorkflow:
-        with self._tx() as conn:
+        with self._workflows_tx() as conn:
             result = conn.execute(
                 workflows.update().where(workflows.c.name == name).values(updated_at=now, **values)
             )

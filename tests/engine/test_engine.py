@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from agentflowd.engine import Journal
+from agentflowd.engine.journal import Change
 from agentflowd.store import SqlStore, migrate
 from agentflowd.store.tables import metadata, step_runs
 from sandbox import SandboxEngine
@@ -307,3 +309,65 @@ def test_events_survive_a_new_journal(db_url):
     finally:
         journal.close()
         store.close()
+
+
+def test_a_new_version_is_used_by_the_next_execution(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            first = await h.engine.wait((await h.engine.run("chain", 1)).id)
+            h.install(CHAIN.replace("name: c\n", "name: last\n"), {"agents/echo:v1": ECHO})
+            second = await h.engine.wait((await h.engine.run("chain", 2)).id)
+            assert (first.generation, second.generation) == (1, 2)
+            assert [s.step for s in h.journal.steps(second.id)] == ["a", "b", "last"]
+
+    run(main())
+
+
+def test_lazy_changes_are_committed_without_another_write(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("chain", 1)).id)
+            committed = threading.Event()
+            h.journal.on_commit = None  # thens run on the writer thread
+            note = Change(execution_id=done.id, type="step.host_call", at=done.created_at)
+            h.journal.post([note], lambda _error: committed.set(), lazy=True)
+            assert committed.wait(10)  # the writer's own timer (lazy_seconds) committed it
+            assert events(h, done.id)[-1] == ("step.host_call", None)
+
+    run(main())
+
+
+def test_commits_from_many_threads_keep_the_order_of_posting(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("chain", 1)).id)
+            before = len(h.journal.events(done.id))
+            h.journal.on_commit = None
+            finished = threading.Semaphore(0)
+
+            def writer(t: int) -> None:
+                for n in range(50):
+                    note = Change(
+                        execution_id=done.id, type="note", at=done.created_at, data=[t, n]
+                    )
+                    if n % 2:
+                        h.journal.commit_here([note], lambda _e: finished.release())
+                    else:
+                        h.journal.post([note], lambda _e: finished.release(), lazy=n % 4 == 0)
+
+            threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for _ in range(200):
+                assert finished.acquire(timeout=10)
+            notes = h.journal.events(done.id, after=before)
+            assert [e.seq for e in notes] == list(range(before + 1, before + 201))
+            for t in range(4):  # each thread's notes in the order it posted them
+                assert [e.data[1] for e in notes if e.data[0] == t] == list(range(50))
+
+    run(main())

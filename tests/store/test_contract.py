@@ -265,3 +265,25 @@ def test_the_cost_ledger_sums_exactly(store: Store):
     assert set(day) == {"wf"}
     with pytest.raises(ValueError, match="cannot group costs by 'secret'"):
         store.llm_costs(by="secret")
+
+
+def test_the_workflows_epoch_moves_with_every_change_to_a_workflow(store: Store):
+    seen = [store.workflows_epoch]
+
+    def moved() -> None:
+        assert store.workflows_epoch != seen[-1]
+        seen.append(store.workflows_epoch)
+
+    store.put_workflow(write(n=1), action=HistoryAction.CREATE, now=T0)
+    moved()
+    store.put_workflow(write(n=2), action=HistoryAction.UPDATE, now=T0)
+    moved()
+    store.set_suspended("wf", True, now=T0)
+    moved()
+    store.set_pin("wf", "abc", now=T0)
+    moved()
+    store.get_workflow("wf")
+    store.workflows()
+    assert store.workflows_epoch == seen[-1]  # reads leave it alone
+    store.delete_workflow("wf")
+    moved()
