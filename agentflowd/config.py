@@ -86,7 +86,12 @@ class DaemonConfig(BaseModel):
         description="LLM deployments, price overrides and retry settings (docs/router.md).",
     )
     workers: int = Field(
-        default=4, ge=1, le=256, description="Agent steps run at the same time (threads)."
+        default=8, ge=1, le=256, description="Agent steps run at the same time (threads)."
+    )
+    isolation: Literal["auto", "process", "thread"] = Field(
+        default="auto",
+        description="Where component agents run: worker processes, daemon threads, or auto "
+        "(a thread when no other step runs, else a process).",
     )
     warm_python: bool = Field(
         default=True,

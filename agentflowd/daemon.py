@@ -270,7 +270,7 @@ class Daemon:
             return
         compiled = default_cache_dir() / "compiled"
         self.sandbox = SandboxEngine(compiled)
-        self.processes = ProcessSandbox(compiled)
+        self.processes = ProcessSandbox(compiled, max_idle=self.config.workers)
         python = PythonRuntime(self.sandbox, progress=lambda m: log.info("%s", m))
         self.journal = Journal(self.store.engine)
         runner = StepRunner(
@@ -280,6 +280,7 @@ class Daemon:
             processes=self.processes,
             python=python,
             today=lambda: self.clock().date(),
+            isolation=self.config.isolation,
         )
         self.engine = Engine(
             store=self.store,

@@ -133,12 +133,15 @@ async def pipeline(h: Harness, runs: int) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     sandbox = SandboxEngine(default_cache_dir() / "compiled")
-    processes = ProcessSandbox()
+    processes = ProcessSandbox(max_idle=args.workers)
     python = PythonRuntime(sandbox)
     python.component()
+    processes.warm(args.workers)  # as the daemon does at start
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "engine.db")
-        async with harness(url, sandbox=sandbox, processes=processes, python=python) as h:
+        async with harness(
+            url, sandbox=sandbox, processes=processes, python=python, workers=args.workers
+        ) as h:
             await overhead(h, args.runs)
             await first_step(h, args.runs)
             await throughput(h, args.count, "SQLite")
@@ -153,7 +156,9 @@ async def main_async(args: argparse.Namespace) -> None:
             names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
             conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
         store.close()
-        async with harness(args.postgres, sandbox=sandbox, processes=processes, python=python) as h:
+        async with harness(
+            args.postgres, sandbox=sandbox, processes=processes, python=python, workers=args.workers
+        ) as h:
             await overhead(h, args.runs // 2)
             await throughput(h, args.count, "PostgreSQL")
     processes.close()
@@ -164,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=8, help="step threads (the default)")
     parser.add_argument("--postgres", help="a PostgreSQL URL whose tables may be emptied")
     args = parser.parse_args()
     print(f"machine: {machine()}")

@@ -95,8 +95,11 @@ class SandboxEngine:
 
     def cache_key(self, wasm: bytes) -> str:
         """Content hash + wasmtime version + engine flags: what a compiled file depends on."""
-        digest = hashlib.sha256(wasm).hexdigest()
-        return f"{digest}-wasmtime{self.version}-{_FLAGS}"
+        return self.key_for_digest(hashlib.sha256(wasm).hexdigest())
+
+    def key_for_digest(self, sha256: str) -> str:
+        """:meth:`cache_key` of content whose SHA-256 (hex) is known."""
+        return f"{sha256}-wasmtime{self.version}-{_FLAGS}"
 
     def is_cached(self, wasm: bytes) -> bool:
         """Whether ``wasm`` is compiled already (in memory or on disk): no compile needed."""
@@ -111,9 +114,13 @@ class SandboxEngine:
         """The compiled component for ``wasm`` (binary or WAT text): from memory, disk, or now."""
         return self._load(wasm)[1]
 
-    def load_with_imports(self, wasm: bytes | str) -> tuple[Component, frozenset[str]]:
-        """The compiled component and the names of the interfaces it imports (read once)."""
-        key, component = self._load(wasm)
+    def load_with_imports(
+        self, wasm: bytes | str, *, key: str | None = None
+    ) -> tuple[Component, frozenset[str]]:
+        """The compiled component and the names of the interfaces it imports (read once).
+
+        ``key`` is :meth:`cache_key` of ``wasm`` when the caller knows it (saves hashing)."""
+        key, component = self._load(wasm, key)
         with self._lock:
             names = self._imports.get(key)
         if names is None:
@@ -123,9 +130,10 @@ class SandboxEngine:
                     self._imports[key] = names
         return component, names
 
-    def _load(self, wasm: bytes | str) -> tuple[str, Component]:
+    def _load(self, wasm: bytes | str, key: str | None = None) -> tuple[str, Component]:
         data = wasm.encode() if isinstance(wasm, str) else wasm
-        key = self.cache_key(data)
+        if key is None:
+            key = self.cache_key(data)
         with self._lock:
             if key in self._components:
                 self._components.move_to_end(key)

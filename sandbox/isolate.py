@@ -71,11 +71,14 @@ def run_component(
     processes: ProcessSandbox,
     *,
     args: tuple[str, ...] | None = None,
+    key: str | None = None,
 ) -> StepReport:
-    """Run a user's component: in-process when it cannot block, else in a worker process."""
-    component, imports = engine.load_with_imports(wasm)
+    """Run a user's component: in-process when it cannot block, else in a worker process.
+
+    ``key`` is ``engine.cache_key(wasm)`` when the caller knows it (saves hashing)."""
+    component, imports = engine.load_with_imports(wasm, key=key)
     if _blocking(imports):
-        return processes.run(engine, wasm, input_json, ctx, args=args)
+        return processes.run(engine, wasm, input_json, ctx, args=args, key=key)
     return run_step(engine, component, input_json, ctx, args=args)
 
 
@@ -154,7 +157,9 @@ class ProcessSandbox:
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._compiled: OrderedDict[str, None] = OrderedDict()  # keys engine.load has seen
         self.killed = 0  # workers killed at a deadline (for metrics and tests)
+        self.runs = 0  # steps run in workers (for metrics and tests)
 
     def busy_pids(self) -> list[int]:
         """Process ids of the workers running a step now."""
@@ -172,12 +177,22 @@ class ProcessSandbox:
         for worker in busy:
             worker.kill()
 
-    def warm(self) -> None:
-        """Start a worker now, so the first step does not wait for one."""
-        worker = self._take(time.monotonic() + START_SECONDS)
-        if worker is None:
-            raise SandboxError("the sandbox worker process did not start")
-        self._release(worker)
+    def warm(self, count: int = 1) -> None:
+        """Start ``count`` workers now (side by side), so steps do not wait for them."""
+        with self._lock:
+            count = min(count, self.max_idle) - len(self._idle)
+        started = [_Worker(self.cache_dir) for _ in range(max(0, count))]
+        ends = time.monotonic() + START_SECONDS
+        try:
+            for worker in started:
+                if not worker.wait_started(ends - time.monotonic()):
+                    raise SandboxError("the sandbox worker process did not start")
+        except BaseException:
+            for worker in started:
+                worker.kill()
+            raise
+        for worker in started:
+            self._release(worker)
 
     def _take(self, ends: float) -> _Worker | None:
         """An idle worker, or a new one; None when none is ready by ``ends``."""
@@ -228,15 +243,24 @@ class ProcessSandbox:
         ctx: RunContext,
         *,
         args: tuple[str, ...] | None = None,
+        key: str | None = None,
     ) -> StepReport:
         """Run ``wasm`` as :func:`sandbox.runner.run_step` would, in a worker process.
 
         ``engine`` compiles (and caches) the component first, so a worker only loads it.
+        ``key`` is ``engine.cache_key(wasm)`` when the caller has it (it saves hashing).
         """
         started = time.perf_counter()
         ends = time.monotonic() + ctx.limits.timeout_seconds  # one deadline, from now
-        engine.load(wasm)  # compile errors surface here, and the worker finds the cache warm
-        key = engine.cache_key(wasm)
+        self.runs += 1
+        if key is None:
+            key = engine.cache_key(wasm)
+        if key not in self._compiled:
+            engine.load(wasm)  # compile errors surface here; the worker finds the cache warm
+            with self._lock:
+                self._compiled[key] = None
+                while len(self._compiled) > 1024:
+                    self._compiled.popitem(last=False)
         worker = self._take(ends)
         if worker is None:
             return _report(
@@ -308,8 +332,6 @@ class ProcessSandbox:
                 worker.conn.send_bytes(json.dumps(reply).encode())
                 # time spent here is the host's: the worker's own epoch deadline still holds
                 deadline = max(deadline, time.monotonic() + self.grace_seconds)
-            elif op == "started":
-                continue  # the component is loaded: its own epoch deadline is running
             elif op == "done":
                 return _from_done(message, ctx)
             elif op == "error":

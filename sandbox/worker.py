@@ -54,7 +54,6 @@ def _job(
     while len(loaded) > MAX_LOADED:
         loaded.popitem(last=False)
     component = loaded[key]
-    conn.send_bytes(b'{"op": "started"}')  # the parent's deadline counts from here
     ctx = RunContext(
         limits=StepLimits(**job["limits"]),
         callbacks=HostCallbacks(llm_complete=_proxy(conn, "llm"), http_fetch=_proxy(conn, "http")),

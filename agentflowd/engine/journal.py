@@ -168,6 +168,7 @@ class Journal:
         self._sqlite = engine.dialect.name == "sqlite"
         dbapi: Any = engine.dialect.dbapi
         self._integrity: type[Exception] = dbapi.IntegrityError
+        self._convert_cache: dict[tuple[str, tuple[str, ...]], list[Convert | None]] = {}
         self._kinds = {
             table.name: {
                 c.name: "json"
@@ -370,6 +371,13 @@ class Journal:
 
     def _converters(self, table: sa.Table, columns: Iterable[str]) -> list[Convert | None]:
         """How each column's Python value becomes a DB-API parameter (None: as it is)."""
+        key = (table.name, tuple(columns))
+        found = self._convert_cache.get(key)
+        if found is None:
+            found = self._convert_cache[key] = self._converters_of(table, key[1])
+        return found
+
+    def _converters_of(self, table: sa.Table, columns: tuple[str, ...]) -> list[Convert | None]:
         kinds = self._kinds[table.name]
         out: list[Convert | None] = []
         for column in columns:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from agentflowd.llm import llm_callback
 from agentflowd.manifest.model import Agent
@@ -39,7 +39,7 @@ from sandbox.isolate import ProcessSandbox, run_component
 from sandbox.outcome import Outcome
 from sandbox.python import PythonRuntime
 
-__all__ = ["HostCall", "StepJob", "StepRunner", "TRANSIENT"]
+__all__ = ["HostCall", "Isolation", "StepJob", "StepRunner", "TRANSIENT"]
 
 #: Outcomes worth another attempt. Limits and policy refusals are not: they would fail again.
 TRANSIENT = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.AGENT_ERROR, OutcomeKind.TRAP})
@@ -73,6 +73,16 @@ class StepJob:
     on_host_call: Callable[[HostCall], None] = field(default=lambda _call: None)
 
 
+#: Where component agents run: ``process`` in the sandbox's worker processes (a step costs an
+#: IPC round trip, ~0.15 ms, but its Python-side work leaves the daemon's GIL, and a crash or a
+#: hang of the module cannot take the daemon with it); ``thread`` in the daemon (the lowest
+#: latency, but every wasmtime call takes the GIL: under load the step threads, the event loop
+#: and the journal queue for it); ``auto`` in the daemon when no other step is running, else
+#: in a worker process. Components that can block in WASI always run in a worker process;
+#: Python agents always run in the daemon.
+Isolation = Literal["auto", "process", "thread"]
+
+
 class StepRunner:
     """Runs steps; thread-safe (one per daemon)."""
 
@@ -86,6 +96,7 @@ class StepRunner:
         python: PythonRuntime,
         today: Callable[[], date],
         max_images: int = 64,
+        isolation: Isolation = "auto",
     ) -> None:
         self.store = store
         self.router = router  # the current router (SIGHUP may replace it)
@@ -94,6 +105,8 @@ class StepRunner:
         self.python = python
         self.today = today
         self.max_images = max_images
+        self.isolation = isolation
+        self._in_flight = 0  # steps being run now (for "auto")
         self._images: OrderedDict[str, bytes] = OrderedDict()
         self._policies: OrderedDict[tuple[str, str], RoutingPolicy] = OrderedDict()
         self._lock = threading.Lock()
@@ -113,6 +126,20 @@ class StepRunner:
 
     def run(self, job: StepJob) -> StepReport:
         """One attempt; never raises for the agent's faults (they are outcomes)."""
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            return self._run(job, alone)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _isolate(self, alone: bool) -> bool:
+        """Whether a component step runs in a worker process (see :data:`Isolation`)."""
+        return self.isolation == "process" or (self.isolation == "auto" and not alone)
+
+    def _run(self, job: StepJob, alone: bool) -> StepReport:
         agent = job.agent
         remaining = job.deadline - time.monotonic()
         timeout = min(agent.resources.timeout.total_seconds(), remaining)
@@ -142,9 +169,15 @@ class StepRunner:
                     }
                 ),
             )
-            content = self.image(job.image["sha256"])
+            digest = job.image["sha256"]
+            content = self.image(digest)
             if job.image.get("kind") == "wasm":
-                return run_component(self.sandbox, content, job.input_json, ctx, self.processes)
+                key = self.sandbox.key_for_digest(digest)
+                if self._isolate(alone):
+                    return self.processes.run(self.sandbox, content, job.input_json, ctx, key=key)
+                return run_component(
+                    self.sandbox, content, job.input_json, ctx, self.processes, key=key
+                )
             return self.python.run(content.decode("utf-8"), job.input_json, ctx)
         except SandboxError as exc:
             return _report(OutcomeKind.TRAP, f"the sandbox could not run the step: {exc}")
@@ -167,7 +200,24 @@ class StepRunner:
         return policy
 
     def _callbacks(self, job: StepJob, deadline: float) -> HostCallbacks:
-        router = self.router()
+        """The step's host callbacks, each made at its first call (many steps make none)."""
+        made: dict[str, Callable[[str], str]] = {}
+
+        def lazy(kind: str, make: Callable[[], Callable[[str], str]]) -> Callable[[str], str]:
+            def call(request: str) -> str:
+                fn = made.get(kind)
+                if fn is None:
+                    fn = made[kind] = _journaled(kind, make(), job.on_host_call)
+                return fn(request)
+
+            return call
+
+        return HostCallbacks(
+            llm_complete=lazy("llm", lambda: self._llm(job, deadline)),
+            http_fetch=lazy("http", lambda: self._http(job, deadline)),
+        )
+
+    def _llm(self, job: StepJob, deadline: float) -> Callable[[str], str]:
         agent = job.agent
         budgets = budget_limits(
             job.spec, name=job.workflow, execution=job.execution_id, today=self.today()
@@ -181,16 +231,14 @@ class StepRunner:
             deadline=deadline,
         )
         try:
-            llm = llm_callback(router, self._policy(job), lambda: context)
+            return llm_callback(self.router(), self._policy(job), lambda: context)
         except ConfigError as exc:
-            llm = _refuse(f"this agent cannot call an LLM: {exc}")
-        http = make_http_fetch(
-            HttpPolicy(allow=tuple(agent.network.allow)),
+            return _refuse(f"this agent cannot call an LLM: {exc}")
+
+    def _http(self, job: StepJob, deadline: float) -> Callable[[str], str]:
+        return make_http_fetch(
+            HttpPolicy(allow=tuple(job.agent.network.allow)),
             remaining_seconds=lambda: deadline - time.monotonic(),
-        )
-        return HostCallbacks(
-            llm_complete=_journaled("llm", llm, job.on_host_call),
-            http_fetch=_journaled("http", http, job.on_host_call),
         )
 
 

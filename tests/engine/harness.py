@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agentflowd.engine import Engine, Journal, StepRunner
+from agentflowd.engine.runner import Isolation
 from agentflowd.manifest import canonical_dict, load_sources, spec_hash
 from agentflowd.manifest.load import SourceFile
 from agentflowd.store import AgentImage, HistoryAction, Origin, SqlStore, WorkflowWrite, open_store
@@ -84,6 +85,7 @@ async def harness(
     python: PythonRuntime,
     workers: int = 4,
     router: Callable[[], Router] | None = None,
+    isolation: Isolation = "auto",
 ) -> AsyncIterator[Harness]:
     store = open_store(url)
     assert isinstance(store, SqlStore)
@@ -103,6 +105,7 @@ async def harness(
         processes=processes,
         python=python,
         today=lambda: datetime.now(UTC).date(),
+        isolation=isolation,
     )
     engine = Engine(
         store=store,

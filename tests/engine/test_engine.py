@@ -371,3 +371,25 @@ def test_commits_from_many_threads_keep_the_order_of_posting(db_url, parts):
                 assert [e.data[1] for e in notes if e.data[0] == t] == list(range(50))
 
     run(main())
+
+
+@pytest.mark.parametrize(("isolation", "in_workers"), [("process", 3), ("thread", 0), ("auto", 0)])
+def test_where_component_steps_run(isolation, in_workers, tmp_path, parts):
+    async def main() -> None:
+        before = parts[1].runs
+        async with harness(
+            str(tmp_path / "engine.db"),
+            sandbox=parts[0],
+            processes=parts[1],
+            python=parts[2],
+            isolation=isolation,
+        ) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("chain", {"n": 1})).id)
+            assert done.state == "succeeded", done.error
+            c = done.output["c"]
+            assert c["steps"]["b"]["steps"]["a"] == {"input": {"n": 1}, "steps": {}}
+        # auto: a chain's steps run one at a time, each alone, so in the daemon's threads
+        assert parts[1].runs - before == in_workers
+
+    run(main())
