@@ -27,7 +27,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -277,7 +276,7 @@ class ProcessSandbox:
             "key": key,
             "wasm_follows": not worker.holds(key),
             "input": input_json,
-            "limits": {**asdict(ctx.limits), "timeout_seconds": remaining},
+            "limits": {**vars(ctx.limits), "timeout_seconds": remaining},  # flat: no asdict
             "config": ctx.config_json,
             "args": list(args) if args is not None else None,
         }

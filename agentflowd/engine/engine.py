@@ -131,6 +131,7 @@ class Engine:
         self._stored: dict[str, tuple[int, StoredWorkflow]] = {}  # name -> (store epoch, it)
         self._running: dict[str, set[str]] = {}  # workflow -> ids of its running executions
         self._busy = 0  # steps on the worker threads now
+        self._finished: dict[str, _Run] = {}  # the last executions to finish, oldest first
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -235,11 +236,15 @@ class Engine:
         if state == "queued":
             self._queued.setdefault(workflow, []).append(record.id)
         run.creating = True
+        first.create = (record, steps)
         try:
-            created = await asyncio.wrap_future(self.journal.create(record, steps, first))
-        except BaseException:
-            self._untrack(run)
-            raise
+            await self._durable([first])
+            created = True
+        except BaseException as exc:
+            if not self.journal.duplicate(record, exc):
+                self._untrack(run)
+                raise
+            created = False
         run.creating = False
         if not created:
             self._untrack(run)
@@ -662,6 +667,9 @@ class Engine:
             timer.cancel()
         run.done.set()
         self._runs.pop(run.id, None)
+        self._finished[run.id] = run  # for wait() right after (a CLI's run --wait)
+        while len(self._finished) > 256:
+            del self._finished[next(iter(self._finished))]
         self._running.get(run.record.workflow, set()).discard(run.id)
         started = run.record.started_at or run.record.created_at
         self.observer.execution_finished(run.record.trigger, final, (now - started).total_seconds())
@@ -733,7 +741,7 @@ class Engine:
 
     async def wait(self, execution_id: str) -> ExecutionRecord:
         """The execution once it has finished (bound it with ``asyncio.timeout``)."""
-        run = self._runs.get(execution_id)
+        run = self._runs.get(execution_id) or self._finished.get(execution_id)
         if run is not None:
             await run.done.wait()
             await self._flush()
@@ -744,19 +752,23 @@ class Engine:
 
     async def _flush(self) -> None:
         """Wait until everything posted so far is durable."""
+        await self._durable([])
+
+    async def _durable(self, changes: list[Change]) -> None:
+        """Post ``changes`` and wait until they are committed (raises what the commit did)."""
         assert self._loop is not None
-        flushed: asyncio.Future[None] = self._loop.create_future()
+        committed: asyncio.Future[None] = self._loop.create_future()
 
         def done(error: BaseException | None) -> None:
-            if flushed.done():
+            if committed.done():
                 return
             if error is None:
-                flushed.set_result(None)
+                committed.set_result(None)
             else:
-                flushed.set_exception(error)
+                committed.set_exception(error)
 
-        self.journal.post([], then=done)
-        await flushed
+        self.journal.post(changes, then=done)
+        await committed
 
     def active(self) -> int:
         """Executions being driven (running or queued)."""

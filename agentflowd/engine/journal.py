@@ -100,6 +100,7 @@ class Change:
     create: tuple[ExecutionRecord, list[StepRecord]] | None = None  # a new execution
 
 
+EVENT_COLUMNS = "execution_id, seq, at, type, step, attempt, data"
 #: What runs once a posted change is durable (or failed to be): gets the error or None.
 Then = Callable[[BaseException | None], None]
 Convert = Callable[[Any], Any]
@@ -110,12 +111,36 @@ def _sqlite_time(value: datetime | None) -> str | None:
     """As SQLAlchemy's SQLite dialect stores a naive UTC ``DATETIME``."""
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json(value: Any) -> str | None:
     """A JSON column's parameter (SQL NULL for None, as SQLAlchemy's ``none_as_null``)."""
     return None if value is None else json.dumps(value)
+
+
+class _SharedJson:
+    """JSON text of values many rows share (a version's spec and images: every execution of a
+    version holds the same objects), encoded once. Values are kept alive while cached, so an
+    ``id`` is never reused for another; they are never mutated (a version is immutable)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def __call__(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        found = self._texts.get(id(value))
+        if found is not None and found[0] is value:
+            return found[1]
+        text = json.dumps(value)
+        if len(self._texts) >= self.size:
+            self._texts.clear()
+        self._texts[id(value)] = (value, text)
+        return text
 
 
 def _execution(row: RowMapping) -> ExecutionRecord:
@@ -168,6 +193,10 @@ class Journal:
         self._sqlite = engine.dialect.name == "sqlite"
         dbapi: Any = engine.dialect.dbapi
         self._integrity: type[Exception] = dbapi.IntegrityError
+        mark, data = ("?", "?") if self._sqlite else ("%s", "%s::jsonb")
+        marks = ", ".join([mark] * 6 + [data])
+        self._event_sql = f"INSERT INTO execution_events ({EVENT_COLUMNS}) VALUES ({marks})"  # noqa: S608
+        self._shared_json = _SharedJson()  # used by the committing thread only
         self._convert_cache: dict[tuple[str, tuple[str, ...]], list[Convert | None]] = {}
         self._kinds = {
             table.name: {
@@ -193,29 +222,10 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def create(
-        self, record: ExecutionRecord, steps: Iterable[StepRecord], change: Change
-    ) -> Future[bool]:
-        """Insert a new execution with its steps and first event, with the next group commit.
-
-        The future says False when an execution with the same ``trigger_key`` exists (a cron
-        slot already fired, a webhook delivery seen twice): then nothing was written.
-        """
-        change.create = (record, list(steps))
-        done = self.write([change])
-        created: Future[bool] = Future()
-
-        def finished(f: Future[None]) -> None:
-            exc = f.exception()
-            if exc is None:
-                created.set_result(True)
-            elif record.trigger_key is not None and isinstance(exc, self._integrity):
-                created.set_result(False)
-            else:
-                created.set_exception(exc)
-
-        done.add_done_callback(finished)
-        return created
+    def duplicate(self, record: ExecutionRecord, error: BaseException) -> bool:
+        """Whether ``error`` (from posting ``record``'s creation) means its trigger key is
+        taken: the trigger already started an execution, and nothing was written."""
+        return record.trigger_key is not None and isinstance(error, self._integrity)
 
     def write(self, changes: list[Change]) -> Future[None]:
         """Queue ``changes`` for the next group commit; the future is done once durable."""
@@ -382,7 +392,9 @@ class Journal:
         out: list[Convert | None] = []
         for column in columns:
             kind = kinds.get(column)
-            if kind == "json":
+            if kind == "json" and table is executions and column in ("spec", "images"):
+                out.append(self._shared_json)
+            elif kind == "json":
                 out.append(_json)
             elif kind == "time" and self._sqlite:
                 out.append(_sqlite_time)
@@ -446,42 +458,58 @@ class Journal:
         return seq
 
     def _apply(self, cursor: Any, changes: list[Change]) -> None:
-        new_executions = []
-        new_steps = []
-        for change in changes:
-            if change.create is not None:
-                record, steps = change.create
-                new_executions.append(
-                    {k: getattr(record, k) for k in ExecutionRecord.__dataclass_fields__}
-                )
-                new_steps += [
-                    {k: getattr(step, k) for k in StepRecord.__dataclass_fields__} for step in steps
-                ]
-                self._seq[record.id] = 0
-        self._insert(cursor, executions, new_executions)
-        self._insert(cursor, step_runs, new_steps)
+        # rows created in this batch, and every row's updates merged in order (a later change
+        # of the same column wins, as it would have in its own statement): a step started
+        # and finished within one commit costs one UPDATE, or none when it was created too
+        new_executions: dict[str, dict[str, Any]] = {}
+        new_steps: dict[tuple[str, str], dict[str, Any]] = {}
+        execution_updates: dict[tuple[str], dict[str, Any]] = {}
+        step_updates: dict[tuple[str, str], dict[str, Any]] = {}
         events = []
-        execution_updates = []
-        step_updates = []
+        convert_time = _sqlite_time if self._sqlite else None
         for change in changes:
-            events.append(
-                {
-                    "execution_id": change.execution_id,
-                    "seq": self._next_seq(cursor, change.execution_id),
-                    "at": change.at,
-                    "type": change.type,
-                    "step": change.step,
-                    "attempt": change.attempt,
-                    "data": change.data,
+            execution_id = change.execution_id
+            if change.create is not None:
+                record, rows = change.create
+                new_executions[record.id] = {
+                    k: getattr(record, k) for k in ExecutionRecord.__dataclass_fields__
                 }
+                for row in rows:
+                    new_steps[(record.id, row.step)] = {
+                        k: getattr(row, k) for k in StepRecord.__dataclass_fields__
+                    }
+                self._seq[record.id] = 0
+            at = change.at
+            events.append(
+                (
+                    execution_id,
+                    self._next_seq(cursor, execution_id),
+                    convert_time(at) if convert_time is not None else at,
+                    change.type,
+                    change.step,
+                    change.attempt,
+                    None if change.data is None else json.dumps(change.data),
+                )
             )
             if change.execution:
-                execution_updates.append(((change.execution_id,), change.execution))
+                created = new_executions.get(execution_id)
+                if created is not None:
+                    created.update(change.execution)
+                else:
+                    execution_updates.setdefault((execution_id,), {}).update(change.execution)
             for step, values in change.steps.items():
-                step_updates.append(((change.execution_id, step), values))
-        self._update(cursor, executions, ("id",), execution_updates)
-        self._update(cursor, step_runs, ("execution_id", "step"), step_updates)
-        self._insert(cursor, execution_events, events)
+                key = (execution_id, step)
+                created = new_steps.get(key)
+                if created is not None:
+                    created.update(values)
+                else:
+                    step_updates.setdefault(key, {}).update(values)
+        self._insert(cursor, executions, list(new_executions.values()))
+        self._insert(cursor, step_runs, list(new_steps.values()))
+        self._update(cursor, executions, ("id",), list(execution_updates.items()))
+        self._update(cursor, step_runs, ("execution_id", "step"), list(step_updates.items()))
+        if events:
+            cursor.executemany(self._event_sql, events)
 
     def forget(self, execution_id: str) -> None:
         """Drop the in-memory sequence counter of a finished execution."""
