@@ -136,7 +136,7 @@ async def main_async(args: argparse.Namespace) -> None:
     processes = ProcessSandbox(max_idle=args.workers)
     python = PythonRuntime(sandbox)
     python.component()
-    processes.warm(args.workers)  # as the daemon does at start
+    processes.warm(args.workers)  # measure the steady state, not the workers starting
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "engine.db")
         async with harness(

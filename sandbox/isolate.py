@@ -19,7 +19,10 @@ in-process. Scratch files stay in the worker (they live for one step).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -40,6 +43,8 @@ from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
 from sandbox.runner import run_step
 
 __all__ = ["ProcessSandbox", "blocking_imports", "run_component"]
+
+log = logging.getLogger(__name__)
 
 #: How long a new worker may take to start (import wasmtime, make its engine).
 START_SECONDS = 60.0
@@ -99,6 +104,9 @@ class _Worker:
                 env=_worker_env(),
             )
         self.conn = Connection(parent.detach())
+        # one poll object per worker: Connection.poll builds a selector on every call
+        self._poll = select.poll()
+        self._poll.register(self.conn.fileno(), select.POLLIN)
         # components the worker holds, least recently used first; it evicts in the same order
         self.known: OrderedDict[str, None] = OrderedDict()
         self.started = False
@@ -113,11 +121,15 @@ class _Worker:
             self.known.popitem(last=False)
         return False
 
+    def readable(self, seconds: float) -> bool:
+        """Whether a message (or EOF) arrives within ``seconds``."""
+        return bool(self._poll.poll(max(0, math.ceil(seconds * 1000))))
+
     def wait_started(self, seconds: float = START_SECONDS) -> bool:
         """Wait up to ``seconds`` for the worker's first message; False when it is late."""
         if self.started:
             return True
-        if not self.conn.poll(max(0.0, seconds)):
+        if not self.readable(seconds):
             return False
         try:
             self.conn.recv_bytes()
@@ -159,6 +171,7 @@ class ProcessSandbox:
         self._compiled: OrderedDict[str, None] = OrderedDict()  # keys engine.load has seen
         self.killed = 0  # workers killed at a deadline (for metrics and tests)
         self.runs = 0  # steps run in workers (for metrics and tests)
+        self._prestarting = False
 
     def busy_pids(self) -> list[int]:
         """Process ids of the workers running a step now."""
@@ -179,10 +192,12 @@ class ProcessSandbox:
     def warm(self, count: int = 1) -> None:
         """Start ``count`` workers now (side by side), so steps do not wait for them."""
         with self._lock:
-            count = min(count, self.max_idle) - len(self._idle)
-        started = [_Worker(self.cache_dir) for _ in range(max(0, count))]
+            count = min(count, self.max_idle) - len(self._idle) - len(self._busy)
+        started: list[_Worker] = []
         ends = time.monotonic() + START_SECONDS
         try:
+            # (extend keeps the workers made before one that fails to start: they get killed)
+            started.extend(_Worker(self.cache_dir) for _ in range(max(0, count)))
             for worker in started:
                 if not worker.wait_started(ends - time.monotonic()):
                     raise SandboxError("the sandbox worker process did not start")
@@ -251,15 +266,7 @@ class ProcessSandbox:
         """
         started = time.perf_counter()
         ends = time.monotonic() + ctx.limits.timeout_seconds  # one deadline, from now
-        self.runs += 1
-        if key is None:
-            key = engine.cache_key(wasm)
-        if key not in self._compiled:
-            engine.load(wasm)  # compile errors surface here; the worker finds the cache warm
-            with self._lock:
-                self._compiled[key] = None
-                while len(self._compiled) > 1024:
-                    self._compiled.popitem(last=False)
+        key = self._compile(engine, wasm, key)
         worker = self._take(ends)
         if worker is None:
             return _report(
@@ -270,6 +277,79 @@ class ProcessSandbox:
                 started,
                 ctx,
             )
+        return self._run_on(worker, engine, wasm, key, input_json, ctx, args, started, ends)
+
+    def try_run(
+        self,
+        engine: SandboxEngine,
+        wasm: bytes,
+        input_json: str,
+        ctx: RunContext,
+        *,
+        key: str | None = None,
+    ) -> StepReport | None:
+        """As :meth:`run`, on a worker that is idle now; None (and nothing done) when no worker
+        is idle, after asking for ``max_idle`` workers to be started in the background."""
+        started = time.perf_counter()
+        ends = time.monotonic() + ctx.limits.timeout_seconds
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+            if worker is not None:
+                self._busy.add(worker)
+        if worker is None:
+            self._prestart()
+            return None
+        try:
+            key = self._compile(engine, wasm, key)
+        except BaseException:
+            self._release(worker)
+            raise
+        return self._run_on(worker, engine, wasm, key, input_json, ctx, None, started, ends)
+
+    def _prestart(self) -> None:
+        """Start workers up to ``max_idle`` on a thread of their own (once at a time)."""
+        with self._lock:
+            if self._closed or self._prestarting:
+                return
+            self._prestarting = True
+
+        def start() -> None:
+            try:
+                self.warm(self.max_idle)
+            except Exception:  # the next step that needs one starts it and reports why
+                log.warning("cannot start sandbox worker processes", exc_info=True)
+            finally:
+                with self._lock:
+                    self._prestarting = False
+
+        threading.Thread(target=start, name="agentflow-sandbox-prestart", daemon=True).start()
+
+    def _compile(self, engine: SandboxEngine, wasm: bytes, key: str | None) -> str:
+        """``wasm``'s cache key, compiled (errors surface here; workers find the cache warm)."""
+        with self._lock:
+            self.runs += 1
+        if key is None:
+            key = engine.cache_key(wasm)
+        if key not in self._compiled:
+            engine.load(wasm)
+            with self._lock:
+                self._compiled[key] = None
+                while len(self._compiled) > 1024:
+                    self._compiled.popitem(last=False)
+        return key
+
+    def _run_on(
+        self,
+        worker: _Worker,
+        engine: SandboxEngine,
+        wasm: bytes,
+        key: str,
+        input_json: str,
+        ctx: RunContext,
+        args: tuple[str, ...] | None,
+        started: float,
+        ends: float,
+    ) -> StepReport:
         remaining = max(0.001, ends - time.monotonic())
         job = {
             "op": "run",
@@ -322,7 +402,7 @@ class ProcessSandbox:
         """Answer the worker's host calls until it is done; None when ``deadline`` passed."""
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not worker.conn.poll(remaining):
+            if remaining <= 0 or not worker.readable(remaining):
                 return None
             message: dict[str, Any] = json.loads(worker.conn.recv_bytes())
             op = message.get("op")

@@ -20,6 +20,7 @@ sets, group-committed). The rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -44,6 +45,9 @@ __all__ = ["Engine", "EngineObserver", "TERMINAL"]
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+#: How long a start may use the workflow it read last (changes made through this daemon's own
+#: store are seen at once; this bounds what another process's writes take to be seen).
+STORED_SECONDS = 1.0
 
 
 class EngineObserver:
@@ -87,6 +91,7 @@ class _Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     creating: bool = False  # its rows are being written: nothing may be scheduled yet
+    unrecorded: BaseException | None = None  # why its end could not be committed
 
     @property
     def id(self) -> str:
@@ -128,7 +133,7 @@ class Engine:
         self._closing = False
         self._tick: asyncio.Future[None] | None = None  # made when someone waits for a commit
         self._models: dict[tuple[str, str], Workflow] = {}
-        self._stored: dict[str, tuple[int, StoredWorkflow]] = {}  # name -> (store epoch, it)
+        self._stored: dict[str, tuple[int, float, StoredWorkflow]] = {}  # name -> (epoch, at, it)
         self._running: dict[str, set[str]] = {}  # workflow -> ids of its running executions
         self._busy = 0  # steps on the worker threads now
         self._finished: dict[str, _Run] = {}  # the last executions to finish, oldest first
@@ -141,9 +146,10 @@ class Engine:
         self._threads = StepThreads(self.workers, self._work, self._delivered, loop)
 
         def committed(thens: list[tuple[Then, BaseException | None]]) -> None:
-            # from the journal's writer: wake the loop only when something waits for it
+            # from the committing thread: wake the loop only when something waits for it
             if thens or self._tick is not None:
-                loop.call_soon_threadsafe(self._committed, thens)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(self._committed, thens)
 
         self.journal.on_commit = committed
         unfinished = await self._db(self.journal.unfinished)
@@ -153,8 +159,7 @@ class Engine:
 
     async def close(self) -> None:
         """Stop scheduling; wait briefly for running steps (they are re-run after a restart)."""
-        self._closing = True
-        self.journal.on_commit = None
+        self._closing = True  # (what commits still runs its callbacks on the loop)
         for run in self._runs.values():
             for timer in run.timers:
                 timer.cancel()
@@ -237,19 +242,20 @@ class Engine:
             self._queued.setdefault(workflow, []).append(record.id)
         run.creating = True
         first.create = (record, steps)
+        created: BaseException | None = None  # the error when the trigger key was taken
         try:
             await self._durable([first])
-            created = True
         except BaseException as exc:
             if not self.journal.duplicate(record, exc):
                 self._untrack(run)
                 raise
-            created = False
+            created = exc
         run.creating = False
-        if not created:
+        if created is not None:
             self._untrack(run)
             existing = await self._db(self.journal.by_trigger_key, key)
-            assert existing is not None
+            if existing is None:  # an integrity error of another kind: not a duplicate
+                raise created
             return existing  # type: ignore[no-any-return]
         self.observer.execution_started(trigger)
         if state == "queued":
@@ -260,15 +266,17 @@ class Engine:
         return record
 
     async def _workflow(self, name: str) -> StoredWorkflow:
-        """The stored workflow, from memory while the store says no workflow has changed."""
+        """The stored workflow, from memory while this process has changed no workflow, for
+        up to :data:`STORED_SECONDS` (what another process writes is seen within that)."""
         epoch = self.store.workflows_epoch  # read before the row: a later write is noticed
+        now = time.monotonic()
         found = self._stored.get(name)
-        if found is not None and found[0] == epoch:
-            return found[1]
+        if found is not None and found[0] == epoch and now - found[1] < STORED_SECONDS:
+            return found[2]
         stored: StoredWorkflow = await self._db(self.store.get_workflow, name)
         if len(self._stored) > 10_000:
             self._stored.clear()
-        self._stored[name] = (epoch, stored)
+        self._stored[name] = (epoch, now, stored)
         return stored
 
     def _report_active(self) -> None:
@@ -549,7 +557,7 @@ class Engine:
     ) -> None:
         """A step's success is durable (on the loop): its dependents may start."""
         self._busy -= 1
-        if error is not None:  # not recorded: fail the step (it runs again after a restart)
+        if error is not None:  # not recorded: the step fails, and so does the execution
             log.error(
                 "execution %s: the success of step %s was not recorded: %s", run.id, name, error
             )
@@ -661,7 +669,14 @@ class Engine:
                 },
             )
         )
-        self.journal.post(changes, then=lambda _error: self.journal.forget(run.id))
+
+        def settled(error: BaseException | None) -> None:
+            self.journal.forget(run.id)
+            if error is not None:
+                run.unrecorded = error
+                log.error("execution %s: its end was not recorded: %s", run.id, error)
+
+        self.journal.post(changes, then=settled)
         run.record = _with(run.record, state=final, output=output, error=run.error, finished_at=now)
         for timer in run.timers:
             timer.cancel()
@@ -745,7 +760,9 @@ class Engine:
         if run is not None:
             await run.done.wait()
             await self._flush()
-            return run.record  # as the journal now has it
+            if run.unrecorded is None:
+                return run.record  # as the journal now has it
+            # its end is not in the store: say what the store has
         await self._flush()
         record: ExecutionRecord = await self._db(self.journal.execution, execution_id)
         return record

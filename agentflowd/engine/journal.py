@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from agentflowd.errors import NotFound
 from agentflowd.store.tables import Timestamp, execution_events, executions, step_runs
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Change", "EventRecord", "ExecutionRecord", "Journal", "StepRecord"]
 
@@ -186,8 +189,6 @@ class Journal:
         self._committing = False  # a thread is writing a batch: others only append
         self._idle = False  # the writer waits with no timer (a lazy post must wake it)
         self._seq: dict[str, int] = {}
-        self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
-        self._thread.start()
         self.commits = 0  # transactions committed (for metrics and benchmarks)
         self._raw: Any = None  # the writer thread's DB-API connection
         self._sqlite = engine.dialect.name == "sqlite"
@@ -212,6 +213,8 @@ class Journal:
         #: called on the writer thread after each commit with the ``then`` callbacks of what
         #: it committed (the engine runs them on its loop); without it they run right there
         self.on_commit: Callable[[list[tuple[Then, BaseException | None]]], None] | None = None
+        self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
+        self._thread.start()  # last: it reads the attributes above
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer."""
@@ -256,12 +259,12 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append((changes, None, then))
-            if self._committing or self._stopping:
+            if self._committing or (self._stopping and self._thread.is_alive()):
                 if not self._urgent:
                     self._urgent = True
                     self._cond.notify()
                 return
-            batch = self._take()
+            batch = self._take()  # (after the writer has exited: this thread commits)
         self._write_out(batch)
 
     def _put(self, item: _Item, *, lazy: bool) -> None:
@@ -269,12 +272,17 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append(item)
-            if not lazy and not self._urgent:
-                self._urgent = True
-                self._cond.notify()
-            elif lazy and self._idle:  # the writer sleeps without a timer: start it
-                self._idle = False
-                self._cond.notify()
+            if self._stopping and not self._thread.is_alive() and not self._committing:
+                batch = self._take()  # posted after close: nobody else will commit it
+            else:
+                if not lazy and not self._urgent:
+                    self._urgent = True
+                    self._cond.notify()
+                elif lazy and self._idle:  # the writer sleeps without a timer: start it
+                    self._idle = False
+                    self._cond.notify()
+                return
+        self._write_out(batch)
 
     def _take(self) -> list[_Item]:
         """Everything pending, for this thread to commit (under the lock)."""
@@ -298,7 +306,9 @@ class Journal:
             with self._cond:
                 while self._committing or (not self._urgent and not self._stopping):
                     if self._committing or not self._pending:
-                        self._idle = not self._committing
+                        # no timer running: a lazy post (or the end of another thread's
+                        # commit with something left) must wake us to start one
+                        self._idle = True
                         self._cond.wait()
                         self._idle = False
                         continue
@@ -330,21 +340,30 @@ class Journal:
                     errors.append(exc)
                 else:
                     errors.append(None)
+        # what waited for this commit goes on; nothing it raises may stop the committing
+        # thread (the writer, or a step thread whose success is already durable)
         thens: list[tuple[Then, BaseException | None]] = []
         for (_, done, then), error in zip(batch, errors, strict=True):
             if done is not None:
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+                with contextlib.suppress(InvalidStateError):  # cancelled by its waiter
+                    if error is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(error)
             if then is not None:
                 thens.append((then, error))
         on_commit = self.on_commit
         if on_commit is not None:
-            on_commit(thens)
-        else:
-            for then, error in thens:
+            try:
+                on_commit(thens)
+            except Exception:
+                log.exception("the journal's on_commit hook failed")
+            return
+        for then, error in thens:
+            try:
                 then(error)
+            except Exception:
+                log.exception("a callback after a journal commit failed")
 
     # -- the writer's own connection: plain DB-API statements --------------------------------
 

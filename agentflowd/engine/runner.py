@@ -78,7 +78,8 @@ class StepJob:
 #: hang of the module cannot take the daemon with it); ``thread`` in the daemon (the lowest
 #: latency, but every wasmtime call takes the GIL: under load the step threads, the event loop
 #: and the journal queue for it); ``auto`` in the daemon when no other step is running, else
-#: in a worker process. Components that can block in WASI always run in a worker process;
+#: in a worker process that is idle (none idle: in the daemon, while more start in the
+#: background). Components that can block in WASI always run in a worker process;
 #: Python agents always run in the daemon.
 Isolation = Literal["auto", "process", "thread"]
 
@@ -135,10 +136,6 @@ class StepRunner:
             with self._lock:
                 self._in_flight -= 1
 
-    def _isolate(self, alone: bool) -> bool:
-        """Whether a component step runs in a worker process (see :data:`Isolation`)."""
-        return self.isolation == "process" or (self.isolation == "auto" and not alone)
-
     def _run(self, job: StepJob, alone: bool) -> StepReport:
         agent = job.agent
         remaining = job.deadline - time.monotonic()
@@ -173,8 +170,14 @@ class StepRunner:
             content = self.image(digest)
             if job.image.get("kind") == "wasm":
                 key = self.sandbox.key_for_digest(digest)
-                if self._isolate(alone):
+                if self.isolation == "process":
                     return self.processes.run(self.sandbox, content, job.input_json, ctx, key=key)
+                if self.isolation == "auto" and not alone:  # on an idle worker, if one is
+                    ran = self.processes.try_run(
+                        self.sandbox, content, job.input_json, ctx, key=key
+                    )
+                    if ran is not None:
+                        return ran
                 return run_component(
                     self.sandbox, content, job.input_json, ctx, self.processes, key=key
                 )
@@ -207,7 +210,11 @@ class StepRunner:
             def call(request: str) -> str:
                 fn = made.get(kind)
                 if fn is None:
-                    fn = made[kind] = _journaled(kind, make(), job.on_host_call)
+                    try:
+                        real = make()
+                    except Exception as exc:  # a bug of ours: the call fails, journaled
+                        real = _refuse(f"host error: {type(exc).__name__}: {exc}")
+                    fn = made[kind] = _journaled(kind, real, job.on_host_call)
                 return fn(request)
 
             return call

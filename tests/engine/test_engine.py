@@ -22,6 +22,7 @@ from sandbox.isolate import ProcessSandbox
 from sandbox.python import PythonRuntime
 from tests.engine.harness import Harness, agent, harness, manifest
 from tests.sandbox import wat
+from tests.waiting import wait_for
 
 ECHO = ("wasm", wat.ECHO.encode())
 FAILING = ("wasm", wat.FAILING.encode())
@@ -393,3 +394,28 @@ def test_where_component_steps_run(isolation, in_workers, tmp_path, parts):
         assert parts[1].runs - before == in_workers
 
     run(main())
+
+
+def test_auto_runs_parallel_steps_in_the_daemon_while_no_worker_is_ready(tmp_path, parts):
+    fan = manifest(
+        "fan",
+        "\n".join(
+            agent(n, "agents/echo:v1", extra="      resources: {timeout: 150ms}") for n in "abcd"
+        ),
+    )
+    cold = ProcessSandbox(max_idle=4)  # no worker started yet: starting one takes ~0.2 s
+
+    async def main() -> None:
+        async with harness(
+            str(tmp_path / "engine.db"), sandbox=parts[0], processes=cold, python=parts[2]
+        ) as h:
+            h.install(fan, {"agents/echo:v1": ECHO})
+            done = await h.engine.wait((await h.engine.run("fan", 1)).id)
+            assert done.state == "succeeded", done.error  # none waited for a worker to start
+
+    try:
+        run(main())
+        # and the pool started its workers meanwhile, for the next busy moment
+        wait_for(lambda: len(cold._idle) == 4, timeout=30, what="the workers to start")
+    finally:
+        cold.close()

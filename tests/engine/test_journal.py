@@ -1,0 +1,106 @@
+"""The journal's group commit under threads: lazy changes, commits on step threads, callbacks
+that fail, posts after close (SQLite; the engine tests run the journal on PostgreSQL too)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentflowd.engine.journal import Change, ExecutionRecord, Journal
+from agentflowd.store import SqlStore, migrate
+from tests.waiting import wait_for
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    store = SqlStore.open(str(tmp_path / "journal.db"))
+    migrate.upgrade(store.engine)
+    journal = Journal(store.engine, lazy_seconds=0.01)
+    record = ExecutionRecord(
+        id="e1",
+        workflow="w",
+        generation=1,
+        spec={},
+        images={},
+        state="running",
+        trigger="manual",
+        trigger_key=None,
+        input=None,
+        output=None,
+        error=None,
+        created_at=NOW,
+        started_at=NOW,
+        finished_at=None,
+        deadline_at=None,
+    )
+    journal.write(
+        [Change(execution_id="e1", type="execution.running", at=NOW, create=(record, []))]
+    ).result(timeout=10)
+    yield journal
+    journal.close()
+    store.close()
+
+
+def note(kind: str) -> Change:
+    return Change(execution_id="e1", type=kind, at=NOW)
+
+
+def types(journal: Journal) -> list[str]:
+    return [e.type for e in journal.events("e1")][1:]
+
+
+def test_a_lazy_post_after_a_commit_on_another_thread_still_goes_within_its_time(journal):
+    gate = threading.Event()
+    real = journal._transaction
+
+    def held(changes: list[Change]) -> None:  # a commit that takes as long as the test says
+        assert gate.wait(10)
+        real(changes)
+
+    journal._transaction = held
+    journal.post([note("lazy.1")], lazy=True)  # the writer starts its 10 ms timer
+    here = threading.Thread(target=journal.commit_here, args=([note("here.2")], lambda _e: None))
+    here.start()
+    wait_for(lambda: journal._committing, what="the step thread to commit")
+    # the writer's timer ends while the step thread commits: it must wait to be woken again
+    wait_for(lambda: journal._idle, what="the writer to wait for the commit")
+    gate.set()
+    here.join(10)
+    journal._transaction = real
+    committed = threading.Event()
+    journal.post([note("lazy.3")], lambda _e: committed.set(), lazy=True)  # nothing else comes
+    assert committed.wait(10), "a lazy post was left behind"
+    assert types(journal) == ["lazy.1", "here.2", "lazy.3"]
+
+
+def test_a_failing_callback_does_not_stop_the_journal(journal):
+    def broken(_error: BaseException | None) -> None:
+        raise RuntimeError("a bug after the commit")
+
+    journal.post([note("a")], broken)
+    journal.write([note("b")]).result(timeout=10)  # the writer is alive
+    done = threading.Event()
+
+    def hook(thens: list[object]) -> None:
+        done.set()
+        raise RuntimeError("the hook's own bug")
+
+    journal.on_commit = hook
+    journal.commit_here([note("c")], broken)  # when committed here, it must not raise either
+    assert done.wait(10)
+    journal.write([note("d")]).result(timeout=10)
+    assert types(journal) == ["a", "b", "c", "d"]
+
+
+def test_what_is_posted_after_close_is_still_committed(journal):
+    journal.close()
+    committed = threading.Event()
+    journal.post([note("late")], lambda error: committed.set() if error is None else None)
+    assert committed.is_set()  # committed on the posting thread: no writer is left
+    assert types(journal) == ["late"]
