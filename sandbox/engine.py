@@ -3,7 +3,9 @@ cache of compiled components on disk.
 
 * **Epochs** are the wall-clock limit: a single daemon thread increments the engine's epoch every
   :data:`TICK_SECONDS`, drift-compensated (a plain ``sleep(tick)`` loop drifts +20 ms a second,
-  measured), and each step's store gets a deadline of ``ceil(timeout / tick)`` ticks.
+  measured), and each step's store gets a deadline of ``ceil(timeout / tick)`` ticks. It ticks
+  only while some store runs code (:meth:`SandboxEngine.running`): an idle daemon, or an idle
+  sandbox worker process, does not wake 200 times a second.
 * **Fuel** is the CPU limit (see :mod:`sandbox.limits`).
 * **Compiled code is cached** as ``.cwasm`` files keyed by (wasm sha256, wasmtime version, engine
   flags), in a 0700 directory that must belong to us. Deserialized files are trusted native
@@ -21,6 +23,8 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from wasmtime import Config, Engine, WasmtimeError
@@ -74,12 +78,34 @@ class SandboxEngine:
         self._imports: dict[str, frozenset[str]] = {}  # by key, kept with the component
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._running = 0  # stores running code now (instantiating or in a call)
+        self._wanted = threading.Event()  # set while _running > 0: the ticker ticks
         self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
         self._ticker.start()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Around code that runs WebAssembly: the epoch moves only while some does. (A
+        deadline counts ticks from when it is set, so a pause while nothing runs changes no
+        step's timeout.)"""
+        with self._lock:
+            self._running += 1
+            self._wanted.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._wanted.clear()
 
     def _tick(self) -> None:
         deadline = time.monotonic()
         while not self._stop.is_set():
+            if not self._wanted.is_set():
+                self._wanted.wait()  # nothing runs: no ticks until something does
+                deadline = time.monotonic()
+                continue
             deadline += TICK_SECONDS
             delay = deadline - time.monotonic()
             if delay > 0:
@@ -91,6 +117,7 @@ class SandboxEngine:
     def close(self) -> None:
         """Stop the ticker."""
         self._stop.set()
+        self._wanted.set()
         self._ticker.join(timeout=1)
 
     def cache_key(self, wasm: bytes) -> str:

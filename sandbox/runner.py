@@ -109,6 +109,7 @@ class PreparedStep:
         started: float,
     ) -> None:
         self.ctx = ctx
+        self.engine = engine
         self.started = started
         self.failure: Outcome | None = None
         self.func: Any = None
@@ -133,7 +134,8 @@ class PreparedStep:
         self.used = False
         _current.ctx = ctx
         try:
-            instance = _linker(engine).instantiate(store, component)
+            with engine.running():
+                instance = _linker(engine).instantiate(store, component)
             self.func = instance.get_func(store, "run")
             if self.func is None:
                 self.failure = Outcome(
@@ -161,7 +163,8 @@ class PreparedStep:
             store.set_fuel(limits.fuel)
             _current.ctx = self.ctx
             try:
-                result = self.func(store, *args)
+                with self.engine.running():
+                    result = self.func(store, *args)
             except WasmtimeError as exc:
                 failure = _classify(exc)
             finally:

@@ -218,3 +218,25 @@ def test_a_prepared_step_runs_once_with_its_limits(engine):
     looping = prepare_step(engine, engine.load(wat.LOOP_FOREVER), ctx)
     report = looping.run("{}")
     assert report.outcome.kind is OutcomeKind.TIMEOUT
+
+
+def test_the_epoch_ticks_only_while_code_runs():
+    engine = SandboxEngine()
+    try:
+        ticking = []
+
+        def llm(request: str) -> str:
+            ticking.append(engine._wanted.is_set())
+            return request
+
+        first = run(engine, wat.llm_caller(1), "{}", callbacks=HostCallbacks(llm_complete=llm))
+        assert first.outcome.ok and ticking == [True]  # in a call from running code
+        assert not engine._wanted.is_set()  # idle again: the ticker sleeps
+        # after an idle spell, a deadline still counts from its step's start
+        started = time.monotonic()
+        late = run(engine, wat.LOOP_FOREVER, timeout_seconds=0.1)
+        assert late.outcome.kind is OutcomeKind.TIMEOUT
+        assert 0.09 < time.monotonic() - started < 0.2
+    finally:
+        engine.close()
+    assert not engine._ticker.is_alive()  # close wakes a sleeping ticker
