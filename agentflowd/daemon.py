@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.engine.engine import EngineObserver
-from agentflowd.engine.triggers import TriggerTable
+from agentflowd.engine.triggers import TriggerIndex, TriggerTable
 from agentflowd.errors import AgentFlowError, UsageError
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import (
@@ -97,6 +97,9 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.triggers = TriggerTable()
+        self._trigger_index = TriggerIndex()
+        self._trigger_refreshes = 0  # tickets, so an older refresh never undoes a newer one
+        self._trigger_applied = 0
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
@@ -371,12 +374,18 @@ class Daemon:
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refresh_triggers()))
 
     async def _refresh_triggers(self) -> None:
+        self._trigger_refreshes += 1
+        ticket = self._trigger_refreshes
+        loop = asyncio.get_running_loop()
         try:
-            workflows = await asyncio.get_running_loop().run_in_executor(None, self.store.workflows)
+            table = await loop.run_in_executor(None, self._trigger_index.refresh, self.store)
         except AgentFlowError as exc:
             log.warning("cannot read the workflows' triggers: %s", exc)
             return
-        self.triggers = TriggerTable.from_workflows(workflows.values())
+        if ticket < self._trigger_applied:
+            return  # a later refresh has already set a newer table
+        self._trigger_applied = ticket
+        self.triggers = table
         if self.scheduler is not None:
             self.scheduler.update(self.triggers)
 

@@ -22,19 +22,22 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agentflowd.errors import WorkflowNotFound
 from agentflowd.manifest.cron import CronSchedule
 from agentflowd.manifest.model import Workflow
-from agentflowd.store import StoredWorkflow
+from agentflowd.store import Store, StoredWorkflow
 
 __all__ = [
     "ScheduleEntry",
     "Scheduler",
+    "TriggerIndex",
     "TriggerTable",
     "WebhookRoute",
     "resolve_secret",
@@ -79,24 +82,71 @@ class TriggerTable:
     @classmethod
     def from_workflows(cls, workflows: Iterable[StoredWorkflow]) -> TriggerTable:
         """The triggers of ``workflows`` (suspended ones have none)."""
+        return cls.build(_triggers_of(stored) for stored in workflows)
+
+    @classmethod
+    def build(cls, parts: Iterable[_Triggers]) -> TriggerTable:
+        """A table of workflows' triggers, in order (the first webhook on a path wins)."""
         hooks: dict[tuple[str, str], WebhookRoute] = {}
         schedules: list[ScheduleEntry] = []
-        for stored in workflows:
-            if stored.suspended:
-                continue
-            try:
-                spec = Workflow.model_validate(stored.spec)
-            except ValueError:  # pragma: no cover - stored versions were valid when applied
-                continue
-            for i, trigger in enumerate(spec.spec.triggers):
-                if trigger.webhook is not None:
-                    hook = trigger.webhook
-                    secret = hook.secret_ref.name if hook.secret_ref else None
-                    route = WebhookRoute(stored.name, hook.method.value, str(hook.path), secret)
-                    hooks.setdefault((route.method, route.path), route)
-                elif trigger.schedule is not None:
-                    schedules.append(ScheduleEntry(stored.name, i, trigger.schedule.compile()))
+        for routes, entries in parts:
+            for route in routes:
+                hooks.setdefault((route.method, route.path), route)
+            schedules += entries
         return cls(hooks, tuple(schedules))
+
+
+_Triggers = tuple[tuple[WebhookRoute, ...], tuple[ScheduleEntry, ...]]
+
+
+def _triggers_of(stored: StoredWorkflow) -> _Triggers:
+    """A stored workflow's triggers (none while it is suspended)."""
+    if stored.suspended:
+        return (), ()
+    try:
+        spec = Workflow.model_validate(stored.spec)
+    except ValueError:  # pragma: no cover - stored versions were valid when applied
+        return (), ()
+    routes: list[WebhookRoute] = []
+    entries: list[ScheduleEntry] = []
+    for i, trigger in enumerate(spec.spec.triggers):
+        if trigger.webhook is not None:
+            hook = trigger.webhook
+            secret = hook.secret_ref.name if hook.secret_ref else None
+            routes.append(WebhookRoute(stored.name, hook.method.value, str(hook.path), secret))
+        elif trigger.schedule is not None:
+            entries.append(ScheduleEntry(stored.name, i, trigger.schedule.compile()))
+    return tuple(routes), tuple(entries)
+
+
+class TriggerIndex:
+    """The trigger table, kept up to date from the store after every change: only workflows
+    whose generation or suspension moved are read and parsed again (with 1,000 workflows,
+    reading and parsing all of them after every reconcile pass took ~0.6 s). Thread-safe;
+    :meth:`refresh` blocks (call it off the event loop)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple[int, bool], _Triggers]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, store: Store) -> TriggerTable:
+        """The triggers of the workflows in ``store`` now."""
+        with self._lock:
+            heads = store.workflow_heads()
+            for name in [n for n in self._known if n not in heads]:
+                del self._known[name]
+            for name, head in heads.items():
+                mark = (head.generation, head.suspended)
+                known = self._known.get(name)
+                if known is not None and known[0] == mark:
+                    continue
+                try:
+                    stored = store.get_workflow(name)
+                except WorkflowNotFound:  # deleted since the heads were read
+                    self._known.pop(name, None)
+                    continue
+                self._known[name] = ((stored.generation, stored.suspended), _triggers_of(stored))
+            return TriggerTable.build(self._known[name][1] for name in sorted(self._known))
 
 
 def resolve_secret(name: str, environ: Mapping[str, str] | None = None) -> bytes | None:

@@ -13,10 +13,15 @@ import pytest
 
 from agentflowd.engine.triggers import (
     Scheduler,
+    TriggerIndex,
     TriggerTable,
     resolve_secret,
     signature_ok,
 )
+from agentflowd.manifest import canonical_dict, load_sources, spec_hash
+from agentflowd.manifest.cron import normalize_cron
+from agentflowd.manifest.load import SourceFile
+from agentflowd.store import HistoryAction, MemoryStore, Origin, StoredWorkflow, WorkflowWrite
 from sandbox import SandboxEngine
 from sandbox.isolate import ProcessSandbox
 from sandbox.python import PythonRuntime
@@ -106,3 +111,51 @@ def test_signatures_and_secrets(tmp_path: Path):
     assert resolve_secret("hook-secret", {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == b"from-file"
     assert resolve_secret("hook-secret", {"AGENTFLOW_SECRET_HOOK_SECRET": "env"}) == b"env"
     assert resolve_secret("nope", {}) is None
+
+
+def test_the_trigger_index_reads_again_only_what_changed():
+    store = MemoryStore()
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def put(name: str, cron: str) -> None:
+        source = text().replace("name: cron", f"name: {name}").replace("*/5 * * * *", cron)
+        workflow = load_sources([SourceFile(path="w.yaml", data=source.encode())]).manifests[0]
+        assert workflow.workflow is not None
+        store.put_workflow(
+            WorkflowWrite(
+                name=name,
+                origin=Origin.GIT,
+                spec=canonical_dict(workflow.workflow),
+                spec_hash=spec_hash(workflow.workflow),
+            ),
+            action=HistoryAction.CREATE,
+            now=now,
+        )
+
+    reads: list[str] = []
+    get = store.get_workflow
+
+    def counted(name: str) -> StoredWorkflow:
+        reads.append(name)
+        return get(name)
+
+    store.get_workflow = counted  # type: ignore[method-assign]
+    for name in ("a", "b", "c"):
+        put(name, "*/5 * * * *")
+    index = TriggerIndex()
+
+    def crons() -> dict[str, str]:
+        table = index.refresh(store)
+        return {e.workflow: e.schedule.canonical for e in table.schedules}
+
+    five, hourly = normalize_cron("*/5 * * * *"), normalize_cron("0 * * * *")
+
+    assert crons() == dict.fromkeys("abc", five) and sorted(reads) == ["a", "b", "c"]
+    reads.clear()
+    assert crons() == dict.fromkeys("abc", five) and reads == []  # nothing moved
+    put("b", "0 * * * *")  # a new version
+    store.set_suspended("c", True, now=now)
+    store.delete_workflow("a")
+    assert crons() == {"b": hourly} and sorted(reads) == ["b", "c"]
+    store.set_suspended("c", False, now=now)
+    assert crons() == {"b": hourly, "c": five}
