@@ -4,8 +4,8 @@ cache of compiled components on disk.
 * **Epochs** are the wall-clock limit: a single daemon thread increments the engine's epoch every
   :data:`TICK_SECONDS`, drift-compensated (a plain ``sleep(tick)`` loop drifts +20 ms a second,
   measured), and each step's store gets a deadline of ``ceil(timeout / tick)`` ticks. It ticks
-  only while some store runs code (:meth:`SandboxEngine.running`): an idle daemon, or an idle
-  sandbox worker process, does not wake 200 times a second.
+  only while some store runs code, and for a second after (:meth:`SandboxEngine.enter`): an
+  idle daemon, or an idle sandbox worker process, does not wake 200 times a second.
 * **Fuel** is the CPU limit (see :mod:`sandbox.limits`).
 * **Compiled code is cached** as ``.cwasm`` files keyed by (wasm sha256, wasmtime version, engine
   flags), in a 0700 directory that must belong to us. Deserialized files are trusted native
@@ -23,8 +23,6 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from wasmtime import Config, Engine, WasmtimeError
@@ -32,9 +30,11 @@ from wasmtime.component import Component
 
 from sandbox.errors import CacheError, CompileError
 
-__all__ = ["TICK_SECONDS", "SandboxEngine", "private_dir"]
+__all__ = ["IDLE_SECONDS", "TICK_SECONDS", "SandboxEngine", "private_dir"]
 
 TICK_SECONDS = 0.005
+#: How long the ticker goes on after the last code ran before it sleeps.
+IDLE_SECONDS = 1.0
 _FLAGS = "fuel+epoch"
 
 
@@ -79,25 +79,26 @@ class SandboxEngine:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running = 0  # stores running code now (instantiating or in a call)
+        self._last = 0.0  # when the last of them ended (monotonic)
         self._wanted = threading.Event()  # set while _running > 0: the ticker ticks
         self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
         self._ticker.start()
 
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """Around code that runs WebAssembly: the epoch moves only while some does. (A
-        deadline counts ticks from when it is set, so a pause while nothing runs changes no
-        step's timeout.)"""
+    def enter(self) -> None:
+        """Code that runs WebAssembly starts (pair with :meth:`leave`, in ``finally``): the
+        epoch moves only while some does, and for :data:`IDLE_SECONDS` after (so steps back to
+        back never wait to wake the ticker). A deadline counts ticks from when it is set, so
+        a pause while nothing runs changes no step's timeout."""
         with self._lock:
             self._running += 1
-            self._wanted.set()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0:
-                    self._wanted.clear()
+            if not self._wanted.is_set():
+                self._wanted.set()
+
+    def leave(self) -> None:
+        """The code :meth:`enter` announced has returned (or trapped)."""
+        with self._lock:
+            self._running -= 1
+            self._last = time.monotonic()
 
     def _tick(self) -> None:
         deadline = time.monotonic()
@@ -113,6 +114,9 @@ class SandboxEngine:
             else:  # fell behind (a paused VM): catch up without a burst of ticks
                 deadline = time.monotonic()
             self.engine.increment_epoch()
+            with self._lock:
+                if self._running == 0 and time.monotonic() - self._last > IDLE_SECONDS:
+                    self._wanted.clear()  # idle: sleep until code runs again
 
     def close(self) -> None:
         """Stop the ticker."""

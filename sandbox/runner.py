@@ -134,8 +134,11 @@ class PreparedStep:
         self.used = False
         _current.ctx = ctx
         try:
-            with engine.running():
+            engine.enter()
+            try:
                 instance = _linker(engine).instantiate(store, component)
+            finally:
+                engine.leave()
             self.func = instance.get_func(store, "run")
             if self.func is None:
                 self.failure = Outcome(
@@ -163,8 +166,11 @@ class PreparedStep:
             store.set_fuel(limits.fuel)
             _current.ctx = self.ctx
             try:
-                with self.engine.running():
+                self.engine.enter()
+                try:
                     result = self.func(store, *args)
+                finally:
+                    self.engine.leave()
             except WasmtimeError as exc:
                 failure = _classify(exc)
             finally:

@@ -21,6 +21,7 @@ from sandbox import (
     run_step,
 )
 from tests.sandbox import wat
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,8 @@ def test_the_epoch_ticks_only_while_code_runs():
 
         first = run(engine, wat.llm_caller(1), "{}", callbacks=HostCallbacks(llm_complete=llm))
         assert first.outcome.ok and ticking == [True]  # in a call from running code
-        assert not engine._wanted.is_set()  # idle again: the ticker sleeps
+        # idle for IDLE_SECONDS: the ticker sleeps
+        wait_for(lambda: not engine._wanted.is_set(), timeout=10, what="the ticker to sleep")
         # after an idle spell, a deadline still counts from its step's start
         started = time.monotonic()
         late = run(engine, wat.LOOP_FOREVER, timeout_seconds=0.1)
