@@ -4,7 +4,6 @@ the CLI, its Python agents in the sandbox, the mock provider answering, events f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,58 +13,18 @@ import httpx
 import pytest
 
 from agentflowd.client import AgentFlowClient
-from tests.conftest import free_port
+from tests.daemon.examples import demo_repo, serving
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def daemon(tmp_path: Path, agentflow_cache: Path) -> Iterator[str]:
-    repo = tmp_path / "repo"
-    subprocess.run(
-        [sys.executable, ROOT / "scripts/demo_repo.py", repo, ROOT / "examples/workflows", "x"],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {**os.environ, "AGENTFLOW_CACHE_DIR": str(agentflow_cache), "OPENAI_API_KEY": ""}
-    env["ANTHROPIC_API_KEY"] = ""
-    proc = subprocess.Popen(
-        [
-            BIN / "agentflowd",
-            "serve",
-            "--repo",
-            str(repo),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--listen",
-            url.removeprefix("http://"),
-            "--llm-mock",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-
-        def applied() -> bool:
-            try:
-                return len(httpx.get(f"{url}/api/v1/workflows", timeout=2).json()) == 4
-            except httpx.HTTPError:
-                return False
-
-        wait_for(applied, timeout=60, what="the examples to be applied")
+    with serving(demo_repo(tmp_path / "repo"), tmp_path / "state", agentflow_cache) as url:
         yield url
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-2000:]  # a clean stop (only when the test got this far)
 
 
 def test_the_customer_support_pipeline_runs_from_the_cli(daemon):

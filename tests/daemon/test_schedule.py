@@ -9,12 +9,8 @@ unique key leaves exactly one execution for it.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,51 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.daemon.examples import demo_repo, serving
 from tests.waiting import wait_for
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
-
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def serving(repo: Path, state: Path, cache: Path) -> Iterator[str]:
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {**os.environ, "AGENTFLOW_CACHE_DIR": str(cache), "OPENAI_API_KEY": ""}
-    env["ANTHROPIC_API_KEY"] = ""
-    proc = subprocess.Popen(
-        [
-            BIN / "agentflowd",
-            "serve",
-            "--repo",
-            str(repo),
-            "--state-dir",
-            str(state),
-            "--listen",
-            url.removeprefix("http://"),
-            "--llm-mock",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-
-        def applied() -> bool:
-            try:
-                return len(httpx.get(f"{url}/api/v1/workflows", timeout=2).json()) == 4
-            except httpx.HTTPError:
-                return False
-
-        wait_for(applied, timeout=60, what="the examples to be applied")
-        yield url
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-2000:]
 
 
 def scheduled(url: str) -> list[dict[str, Any]]:
@@ -77,13 +32,7 @@ def scheduled(url: str) -> list[dict[str, Any]]:
 
 
 def test_a_cron_slot_runs_the_example_once_across_restarts(tmp_path: Path, agentflow_cache: Path):
-    repo = tmp_path / "repo"
-    subprocess.run(
-        [sys.executable, ROOT / "scripts/demo_repo.py", repo, ROOT / "examples/workflows", "x"],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
+    repo = demo_repo(tmp_path / "repo")
     manifest = repo / "data-analysis.yaml"
     text = manifest.read_text(encoding="utf-8")
     assert 'cron: "30 6 * * *"' in text
