@@ -486,6 +486,8 @@ class Engine:
         report: StepReport | None,
         exc: BaseException | None,
     ) -> None:
+        """A step that did not succeed (its successes are recorded by :meth:`_work`): retry
+        it when its outcome is transient and attempts are left, else fail it."""
         now = self.clock()
         agent = run.agents[name]
         message = report.outcome.message() if report is not None else f"engine error: {exc}"
