@@ -174,6 +174,15 @@ class Router:
         features = extract(_with_defaults(policy, request), policy.declared)
         return self._decide(policy, features, ctx)
 
+    def _begin(
+        self, policy: RoutingPolicy, request: ChatRequest, ctx: CallContext
+    ) -> tuple[Features, Decision, ChatRequest]:
+        """A call's features, its routing decision, and the request as it will be sent."""
+        request = _with_defaults(policy, request)
+        features = extract(request, policy.declared)
+        decision = self._decide(policy, features, ctx)
+        return features, decision, replace(request, max_tokens=features.max_output_tokens)
+
     def _decide(self, policy: RoutingPolicy, features: Features, ctx: CallContext) -> Decision:
         unusable = {name: f"not configured: {why}" for name, why in self.unconfigured.items()}
         state = State(
@@ -192,10 +201,7 @@ class Router:
     ) -> Routed:
         """Route and make one call; raises NoRoute/BudgetExceeded when nothing can answer."""
         ctx = ctx or CallContext()
-        request = _with_defaults(policy, request)
-        features = extract(request, policy.declared)
-        decision = self._decide(policy, features, ctx)
-        sent = replace(request, max_tokens=features.max_output_tokens)
+        features, decision, sent = self._begin(policy, request, ctx)
         progress = _Progress()
         for depth, candidate in enumerate(decision.chain):
             skipped = self._skip(candidate, progress)
@@ -492,10 +498,7 @@ class Router:
         before the first text; a later failure raises MidStreamError with the partial text. A
         consumer that stops reading early is charged for the text it was handed."""
         ctx = ctx or CallContext()
-        request = _with_defaults(policy, request)
-        features = extract(request, policy.declared)
-        decision = self._decide(policy, features, ctx)
-        sent = replace(request, max_tokens=features.max_output_tokens)
+        features, decision, sent = self._begin(policy, request, ctx)
         progress = _Progress()
         for depth, candidate in enumerate(decision.chain):
             skipped = self._skip(candidate, progress)

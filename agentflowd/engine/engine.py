@@ -336,14 +336,14 @@ class Engine:
             if state == "running":  # it died with the daemon: at-least-once, run it again
                 state = "pending"
                 changes.append(
-                    Change(
-                        execution_id=record.id,
-                        type="step.requeued",
+                    Change.step_event(
+                        record.id,
+                        "requeued",
+                        step.step,
                         at=self.clock(),
-                        step=step.step,
                         attempt=step.attempt,
                         data={"reason": "the daemon stopped while it ran"},
-                        steps={step.step: {"state": "pending"}},
+                        state="pending",
                     )
                 )
             run.states[step.step] = state
@@ -378,13 +378,14 @@ class Engine:
         now = self.clock()
         self.journal.post(
             [
-                Change(
-                    execution_id=run.id,
-                    type="step.started",
+                Change.step_event(
+                    run.id,
+                    "started",
+                    name,
                     at=now,
-                    step=name,
                     attempt=attempt,
-                    steps={name: {"state": "running", "attempt": attempt, "started_at": now}},
+                    state="running",
+                    started_at=now,
                 )
             ],
             lazy=True,  # with the step's end, or within lazy_seconds when it runs longer
@@ -413,11 +414,11 @@ class Engine:
         """From a worker thread: journal an LLM or HTTP call as it happens."""
         self.journal.post(
             [
-                Change(
-                    execution_id=run.id,
-                    type="step.host_call",
+                Change.step_event(
+                    run.id,
+                    "host_call",
+                    name,
                     at=self.clock(),
-                    step=name,
                     attempt=attempt,
                     data={
                         "kind": call.kind,
@@ -440,22 +441,18 @@ class Engine:
         name, attempt = str(job.agent.name), job.attempt
         output = json.loads(report.outcome.output or "null")
         now = self.clock()
-        change = Change(
-            execution_id=job.execution_id,
-            type="step.succeeded",
+        change = Change.step_event(
+            job.execution_id,
+            "succeeded",
+            name,
             at=now,
-            step=name,
             attempt=attempt,
             data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
-            steps={
-                name: {
-                    "state": "succeeded",
-                    "output": output,
-                    "log": report.log or None,
-                    "error": None,
-                    "finished_at": now,
-                }
-            },
+            state="succeeded",
+            output=output,
+            log=report.log or None,
+            error=None,
+            finished_at=now,
         )
         # durable before its dependents start: _succeeded runs on the loop once committed
         then = functools.partial(
@@ -506,21 +503,17 @@ class Engine:
             if time.monotonic() + delay < run.deadline:
                 self.journal.post(
                     [
-                        Change(
-                            execution_id=run.id,
-                            type="step.retrying",
+                        Change.step_event(
+                            run.id,
+                            "retrying",
+                            name,
                             at=now,
-                            step=name,
                             attempt=attempt,
                             data={"error": message, "delay_s": round(delay, 3)},
-                            steps={
-                                name: {
-                                    "state": "pending",
-                                    "error": message,
-                                    "log": log_text,
-                                    "next_attempt_at": now + timedelta(seconds=delay),
-                                }
-                            },
+                            state="pending",
+                            error=message,
+                            log=log_text,
+                            next_attempt_at=now + timedelta(seconds=delay),
                         )
                     ]
                 )
@@ -587,21 +580,17 @@ class Engine:
         now = self.clock()
         self.journal.post(
             [
-                Change(
-                    execution_id=run.id,
-                    type="step.failed",
+                Change.step_event(
+                    run.id,
+                    "failed",
+                    name,
                     at=now,
-                    step=name,
                     attempt=attempt,
                     data={"error": message, "detail": detail[:4096]},
-                    steps={
-                        name: {
-                            "state": "failed",
-                            "error": message,
-                            "log": log_text,
-                            "finished_at": now,
-                        }
-                    },
+                    state="failed",
+                    error=message,
+                    log=log_text,
+                    finished_at=now,
                 )
             ]
         )
@@ -643,13 +632,14 @@ class Engine:
         final = run.stop or "succeeded"
         skip_state = "cancelled" if final == "cancelled" else "skipped"
         changes = [
-            Change(
-                execution_id=run.id,
-                type=f"step.{skip_state}",
+            Change.step_event(
+                run.id,
+                skip_state,
+                n,
                 at=now,
-                step=n,
                 data={"reason": run.error},
-                steps={n: {"state": skip_state, "finished_at": now}},
+                state=skip_state,
+                finished_at=now,
             )
             for n in left
         ]

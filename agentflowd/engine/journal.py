@@ -102,6 +102,32 @@ class Change:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> columns to set
     create: tuple[ExecutionRecord, list[StepRecord]] | None = None  # a new execution
 
+    @classmethod
+    def step_event(
+        cls,
+        execution_id: str,
+        kind: str,
+        step: str,
+        *,
+        at: datetime,
+        attempt: int | None = None,
+        data: Any = None,
+        **columns: Any,
+    ) -> Change:
+        """The event ``step.KIND`` of ``step``, setting ``columns`` of its row (if any; the
+        row then records the event's ``attempt`` too: it holds the latest attempt)."""
+        if columns and attempt is not None:
+            columns["attempt"] = attempt
+        return cls(
+            execution_id=execution_id,
+            type=f"step.{kind}",
+            at=at,
+            step=step,
+            attempt=attempt,
+            data=data,
+            steps={step: columns} if columns else {},
+        )
+
 
 EVENT_COLUMNS = "execution_id, seq, at, type, step, attempt, data"
 #: What runs once a posted change is durable (or failed to be): gets the error or None.

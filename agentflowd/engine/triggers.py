@@ -1,6 +1,7 @@
 """Triggers: cron schedules and webhooks of the applied workflows.
 
-The :class:`TriggerTable` is rebuilt from the store after every reconcile pass, so a workflow's
+The :class:`TriggerTable` is refreshed from the store after every reconcile pass and operator
+action (by a :class:`TriggerIndex`, which reads again only what changed), so a workflow's
 triggers follow its reconciled version; a suspended workflow's triggers do not fire.
 
 **Schedules** are computed by APScheduler's cron triggers (built by
@@ -78,11 +79,6 @@ class TriggerTable:
 
     webhooks: Mapping[tuple[str, str], WebhookRoute] = field(default_factory=dict)
     schedules: tuple[ScheduleEntry, ...] = ()
-
-    @classmethod
-    def from_workflows(cls, workflows: Iterable[StoredWorkflow]) -> TriggerTable:
-        """The triggers of ``workflows`` (suspended ones have none)."""
-        return cls.build(_triggers_of(stored) for stored in workflows)
 
     @classmethod
     def build(cls, parts: Iterable[_Triggers]) -> TriggerTable:

@@ -14,7 +14,6 @@ import pytest
 from agentflowd.engine.triggers import (
     Scheduler,
     TriggerIndex,
-    TriggerTable,
     resolve_secret,
     signature_ok,
 )
@@ -58,7 +57,7 @@ def test_each_slot_fires_once_across_restarts_and_late_slots_are_skipped(tmp_pat
     async def main() -> None:
         async with harness(url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
             h.install(text(), {"agents/echo:v1": ("wasm", wat.ECHO.encode())})
-            table = TriggerTable.from_workflows(h.store.workflows().values())
+            table = TriggerIndex().refresh(h.store)
             assert [(e.workflow, e.index) for e in table.schedules] == [("cron", 0)]
             started: list[str] = []
 
@@ -94,7 +93,7 @@ def test_each_slot_fires_once_across_restarts_and_late_slots_are_skipped(tmp_pat
                 assert (await h.engine.wait(execution)).state == "succeeded"
             # a suspended workflow has no triggers
             h.store.set_suspended("cron", True, now=datetime.now(UTC))
-            assert TriggerTable.from_workflows(h.store.workflows().values()).schedules == ()
+            assert TriggerIndex().refresh(h.store).schedules == ()
 
     asyncio.run(main())
 
