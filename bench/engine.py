@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agentflowd.engine import ExecutionRecord
 from bench.validate import machine
 from sandbox import SandboxEngine
 from sandbox.isolate import ProcessSandbox
@@ -82,11 +83,15 @@ async def first_step(h: Harness, runs: int) -> None:
 
 async def throughput(h: Harness, count: int, label: str) -> None:
     h.install(chain("three", 3), ECHO)
-    t0 = time.perf_counter()
-    records = await asyncio.gather(*(h.engine.run("three", i) for i in range(count)))
-    for record in records:
-        done = await h.engine.wait(record.id)
+
+    async def one(i: int) -> ExecutionRecord:
+        record = await h.engine.run("three", i)
+        done = await h.engine.wait(record.id)  # as `agentflow run --wait` does
         assert done.state == "succeeded", done.error
+        return record
+
+    t0 = time.perf_counter()
+    records = await asyncio.gather(*(one(i) for i in range(count)))
     elapsed = time.perf_counter() - t0
     events = sum(len(h.journal.events(r.id)) for r in records[:10]) / 10
     print(

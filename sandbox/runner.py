@@ -18,8 +18,9 @@ import time
 from typing import Any
 
 from wasmtime import Store, WasiConfig, WasmtimeError
-from wasmtime.component import Component, Linker, Variant
+from wasmtime.component import Component, Instance, Linker, Variant
 
+from sandbox.call import NO_RUN, run_export
 from sandbox.context import RunContext
 from sandbox.engine import TICK_SECONDS, SandboxEngine
 from sandbox.limits import StepLimits
@@ -112,7 +113,8 @@ class PreparedStep:
         self.engine = engine
         self.started = started
         self.failure: Outcome | None = None
-        self.func: Any = None
+        self.export = run_export(component)
+        self.instance: Instance | None = None
         limits = ctx.limits
         store = Store(engine.engine)
         # One linear memory (the limit is per memory), few instances and tables, bounded
@@ -136,14 +138,9 @@ class PreparedStep:
         try:
             engine.enter()
             try:
-                instance = _linker(engine).instantiate(store, component)
+                self.instance = _linker(engine).instantiate(store, component)
             finally:
                 engine.leave()
-            self.func = instance.get_func(store, "run")
-            if self.func is None:
-                self.failure = Outcome(
-                    kind=OutcomeKind.TRAP, detail="the component exports no run function"
-                )
         except WasmtimeError as exc:
             self.failure = _classify(exc)
         finally:
@@ -161,14 +158,14 @@ class PreparedStep:
         limits, store = self.ctx.limits, self.store
         result: Any = None
         failure = self.failure
-        if failure is None:
+        if failure is None and self.instance is not None:
             self._set_deadline(store)
             store.set_fuel(limits.fuel)
             _current.ctx = self.ctx
             try:
                 self.engine.enter()
                 try:
-                    result = self.func(store, *args)
+                    result = self.export.call(self.instance, store, args)
                 finally:
                     self.engine.leave()
             except WasmtimeError as exc:
@@ -219,6 +216,8 @@ def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:
         return Outcome(kind=OutcomeKind.NETWORK_DENIED, detail=ctx.denied)
     if failure is not None:
         return failure
+    if result is NO_RUN:
+        return Outcome(kind=OutcomeKind.TRAP, detail="the component exports no run function")
     if not isinstance(result, Variant) or not isinstance(result.payload, str):
         return Outcome(kind=OutcomeKind.TRAP, detail="run returned something other than a result")
     if result.tag == "err":

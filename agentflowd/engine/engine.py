@@ -133,7 +133,8 @@ class Engine:
         self._closing = False
         self._tick: asyncio.Future[None] | None = None  # made when someone waits for a commit
         self._models: dict[tuple[str, str], Workflow] = {}
-        self._stored: dict[str, tuple[int, float, StoredWorkflow]] = {}  # name -> (epoch, at, it)
+        # name -> (workflows_epoch, when read, the read): see _workflow
+        self._stored: dict[str, tuple[int, float, asyncio.Future[StoredWorkflow]]] = {}
         self._running: dict[str, set[str]] = {}  # workflow -> ids of its running executions
         self._busy = 0  # steps on the worker threads now
         self._finished: dict[str, _Run] = {}  # the last executions to finish, oldest first
@@ -267,17 +268,30 @@ class Engine:
 
     async def _workflow(self, name: str) -> StoredWorkflow:
         """The stored workflow, from memory while this process has changed no workflow, for
-        up to :data:`STORED_SECONDS` (what another process writes is seen within that)."""
+        up to :data:`STORED_SECONDS` (what another process writes is seen within that).
+
+        Starts that arrive together (a burst of webhooks) share one read: the cache holds the
+        read's future from the moment it is asked for."""
         epoch = self.store.workflows_epoch  # read before the row: a later write is noticed
         now = time.monotonic()
         found = self._stored.get(name)
-        if found is not None and found[0] == epoch and now - found[1] < STORED_SECONDS:
-            return found[2]
-        stored: StoredWorkflow = await self._db(self.store.get_workflow, name)
-        if len(self._stored) > 10_000:
-            self._stored.clear()
-        self._stored[name] = (epoch, now, stored)
-        return stored
+        if found is None or found[0] != epoch or now - found[1] >= STORED_SECONDS:
+            if len(self._stored) > 10_000:
+                self._stored.clear()
+            loop = asyncio.get_running_loop()
+            reading = loop.run_in_executor(None, self.store.get_workflow, name)
+            found = (epoch, now, reading)
+            self._stored[name] = found
+            reading.add_done_callback(functools.partial(self._read_done, name, found))
+        return await asyncio.shield(found[2])
+
+    def _read_done(
+        self, name: str, entry: tuple[int, float, asyncio.Future[StoredWorkflow]], _f: Any
+    ) -> None:
+        """A failed read is not kept: the next start reads again."""
+        if entry[2].cancelled() or entry[2].exception() is not None:
+            if self._stored.get(name) is entry:
+                del self._stored[name]
 
     def _report_active(self) -> None:
         running = sum(len(ids) for ids in self._running.values())  # per workflow: small

@@ -325,6 +325,30 @@ def test_a_new_version_is_used_by_the_next_execution(db_url, parts):
     run(main())
 
 
+def test_starts_that_arrive_together_share_one_read_of_the_workflow(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            h.install(CHAIN, {"agents/echo:v1": ECHO})
+            reads: list[str] = []
+            real = h.store.get_workflow
+
+            def counted(name: str) -> Any:
+                reads.append(name)
+                if len(reads) == 1:
+                    raise RuntimeError("the database went away")
+                return real(name)
+
+            h.store.get_workflow = counted  # type: ignore[method-assign]
+            with pytest.raises(RuntimeError, match="went away"):
+                await h.engine.run("chain", 0)
+            records = await asyncio.gather(*(h.engine.run("chain", i) for i in range(50)))
+            assert reads == ["chain", "chain"]  # the failed read was not kept; then one read
+            for record in records:
+                assert (await h.engine.wait(record.id)).state == "succeeded"
+
+    run(main())
+
+
 def test_lazy_changes_are_committed_without_another_write(db_url, parts):
     async def main() -> None:
         async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
