@@ -11,10 +11,12 @@ no preopened directories, no sockets. stdout and stderr go to the step's log, ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from wasmtime import Store, WasiConfig, WasmtimeError
@@ -26,7 +28,7 @@ from sandbox.engine import TICK_SECONDS, SandboxEngine
 from sandbox.limits import StepLimits
 from sandbox.outcome import LimitKind, Outcome, OutcomeKind, StepReport
 
-__all__ = ["HOST_INTERFACE", "PreparedStep", "prepare_step", "run_step"]
+__all__ = ["HOST_INTERFACE", "PreparedStep", "deferred_free", "prepare_step", "run_step"]
 
 HOST_INTERFACE = "agentflow:agent/host@0.1.0"
 
@@ -206,7 +208,30 @@ def run_step(
     takes the agent's source first).
     """
     prepared = PreparedStep(engine, component, ctx, time.perf_counter())
-    return prepared.run(*(args if args is not None else (input_json,)))
+    report = prepared.run(*(args if args is not None else (input_json,)))
+    parked: list[PreparedStep] | None = getattr(_current, "parked", None)
+    if parked is not None:
+        parked.append(prepared)  # freed when deferred_free's block ends
+    return report
+
+
+@contextlib.contextmanager
+def deferred_free() -> Iterator[None]:
+    """Steps that end in this block (on this thread) free their store and instance when the
+    block ends, not as they end.
+
+    Freeing a store unmaps its memory: ~40 µs for the smallest component, more for larger
+    memories. A caller that passes a step's result on inside the block (commits it, sends it
+    to another process) spends that time after the result is on its way, not before.
+    """
+    outer = getattr(_current, "parked", None)
+    parked: list[PreparedStep] = []
+    _current.parked = parked
+    try:
+        yield
+    finally:
+        _current.parked = outer
+        parked.clear()
 
 
 def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:

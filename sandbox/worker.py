@@ -24,7 +24,7 @@ from sandbox.engine import SandboxEngine
 from sandbox.errors import SandboxError
 from sandbox.isolate import MAX_LOADED
 from sandbox.limits import StepLimits
-from sandbox.runner import run_step
+from sandbox.runner import deferred_free, run_step
 
 __all__ = ["main"]
 
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             except EOFError:
                 return 0
             try:
-                _job(conn, engine, loaded, job)
+                with deferred_free():  # the store is freed after the result is sent
+                    _job(conn, engine, loaded, job)
             except SandboxError as exc:
                 conn.send_bytes(json.dumps({"op": "error", "message": str(exc)}).encode())
     finally:

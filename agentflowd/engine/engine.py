@@ -39,6 +39,7 @@ from agentflowd.errors import ConflictError, NotFound
 from agentflowd.manifest.model import Agent, Backoff, Workflow
 from agentflowd.store import Store, StoredWorkflow
 from sandbox import OutcomeKind, StepReport
+from sandbox.runner import deferred_free
 
 __all__ = ["Engine", "EngineObserver", "TERMINAL"]
 
@@ -448,7 +449,10 @@ class Engine:
 
     def _work(self, item: tuple[StepJob, _Run]) -> StepReport | None:
         """On a step thread: run the step; record a success right here (None: recorded)."""
-        job, run = item
+        with deferred_free():  # the step's store is freed after its success is committed
+            return self._work_step(*item)
+
+    def _work_step(self, job: StepJob, run: _Run) -> StepReport | None:
         report = self.runner.run(job)
         if not report.outcome.ok or self._closing:
             return report  # the loop decides: retry or fail

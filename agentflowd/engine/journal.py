@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
+from agentflowd.engine.checkpoint import WalCheckpointer
 from agentflowd.errors import NotFound
 from agentflowd.store.tables import Timestamp, execution_events, executions, step_runs
 
@@ -218,6 +219,9 @@ class Journal:
         self.commits = 0  # transactions committed (for metrics and benchmarks)
         self._raw: Any = None  # the writer thread's DB-API connection
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite: checkpoints run on their own thread, not inside a commit that waits on them
+        self._pausing = 0  # threads waiting in _paused for the commit under way to end
+        self._checkpointer = WalCheckpointer(engine, self._paused) if self._sqlite else None
         dbapi: Any = engine.dialect.dbapi
         self._integrity: type[Exception] = dbapi.IntegrityError
         mark, data = ("?", "?") if self._sqlite else ("%s", "%s::jsonb")
@@ -248,6 +252,8 @@ class Journal:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout=30)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -285,7 +291,7 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append((changes, None, then))
-            if self._committing or (self._stopping and self._thread.is_alive()):
+            if self._held() or (self._stopping and self._thread.is_alive()):
                 if not self._urgent:
                     self._urgent = True
                     self._cond.notify()
@@ -298,7 +304,7 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append(item)
-            if self._stopping and not self._thread.is_alive() and not self._committing:
+            if self._stopping and not self._thread.is_alive() and not self._held():
                 batch = self._take()  # posted after close: nobody else will commit it
             else:
                 if not lazy and not self._urgent:
@@ -309,6 +315,11 @@ class Journal:
                     self._cond.notify()
                 return
         self._write_out(batch)
+
+    def _held(self) -> bool:
+        """Whether no commit may start now: one is under way, or a pause waits for its turn
+        (it goes first, or a busy writer would keep it out for good). Under the lock."""
+        return self._committing or self._pausing > 0
 
     def _take(self) -> list[_Item]:
         """Everything pending, for this thread to commit (under the lock)."""
@@ -324,14 +335,35 @@ class Journal:
         finally:
             with self._cond:
                 self._committing = False
-                if self._pending or self._stopping:  # posted meanwhile: the writer takes it
+                if self._pausing:  # the checkpointer waits, and perhaps the writer too
+                    self._cond.notify_all()
+                elif self._pending or self._stopping:  # posted meanwhile: the writer takes it
                     self._cond.notify()
+
+    @contextlib.contextmanager
+    def _paused(self) -> Iterator[None]:
+        """No commit runs inside this block (one under way ends first); what is posted
+        meanwhile waits, and is committed after it."""
+        with self._cond:
+            self._pausing += 1
+            try:
+                while self._committing:
+                    self._cond.wait()
+            finally:
+                self._pausing -= 1
+            self._committing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._committing = False
+                self._cond.notify_all()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._committing or (not self._urgent and not self._stopping):
-                    if self._committing or not self._pending:
+                while self._held() or (not self._urgent and not self._stopping):
+                    if self._held() or not self._pending:
                         # no timer running: a lazy post (or the end of another thread's
                         # commit with something left) must wake us to start one
                         self._idle = True
@@ -395,14 +427,28 @@ class Journal:
 
     def _writer(self) -> Any:
         if self._raw is None:
-            self._raw = self.engine.raw_connection()
+            raw = self.engine.raw_connection()
+            if self._sqlite:
+                self._autocheckpoint(raw, 0)  # the checkpointer thread does it
+            self._raw = raw
         return self._raw
 
     def _close_writer(self) -> None:
         if self._raw is not None:
             with contextlib.suppress(Exception):
+                if self._sqlite:  # it goes back to the pool: as other connections are
+                    self._autocheckpoint(self._raw, 1000)
                 self._raw.close()
             self._raw = None
+
+    @staticmethod
+    def _autocheckpoint(raw: Any, pages: int) -> None:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+            cursor.fetchall()
+        finally:
+            cursor.close()
 
     def _transaction(self, changes: list[Change]) -> None:
         raw = self._writer()
@@ -415,6 +461,8 @@ class Journal:
                 cursor.close()
             raw.commit()
             self.commits += 1
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
         except Exception:
             for execution_id in seen:  # their counters may have moved: read them again
                 self._seq.pop(execution_id, None)

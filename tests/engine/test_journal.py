@@ -4,47 +4,10 @@ that fail, posts after close (SQLite; the engine tests run the journal on Postgr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-
-from agentflowd.engine.journal import Change, ExecutionRecord, Journal
-from agentflowd.store import SqlStore, migrate
+from agentflowd.engine.journal import Change, Journal
+from tests.engine.conftest import NOW
 from tests.waiting import wait_for
-
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    store = SqlStore.open(str(tmp_path / "journal.db"))
-    migrate.upgrade(store.engine)
-    journal = Journal(store.engine, lazy_seconds=0.01)
-    record = ExecutionRecord(
-        id="e1",
-        workflow="w",
-        generation=1,
-        spec={},
-        images={},
-        state="running",
-        trigger="manual",
-        trigger_key=None,
-        input=None,
-        output=None,
-        error=None,
-        created_at=NOW,
-        started_at=NOW,
-        finished_at=None,
-        deadline_at=None,
-    )
-    journal.write(
-        [Change(execution_id="e1", type="execution.running", at=NOW, create=(record, []))]
-    ).result(timeout=10)
-    yield journal
-    journal.close()
-    store.close()
 
 
 def note(kind: str) -> Change:

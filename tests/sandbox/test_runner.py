@@ -242,3 +242,19 @@ def test_the_epoch_ticks_only_while_code_runs():
     finally:
         engine.close()
     assert not engine._ticker.is_alive()  # close wakes a sleeping ticker
+
+
+def test_deferred_free_keeps_a_steps_store_until_its_block_ends(engine):
+    import weakref
+
+    from sandbox import runner
+
+    with runner.deferred_free():
+        assert run(engine, wat.ECHO, '{"a": 1}').outcome.ok
+        parked = runner._current.parked
+        assert len(parked) == 1
+        store = weakref.ref(parked[0].store)
+        assert store() is not None  # not freed yet: the caller passes the result on first
+    assert store() is None
+    assert run(engine, wat.ECHO).outcome.ok  # outside a block nothing is kept
+    assert getattr(runner._current, "parked", None) is None

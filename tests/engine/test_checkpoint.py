@@ -1,0 +1,75 @@
+"""WAL checkpoints of the journal's SQLite database run on their own thread, and the log stays
+bounded under steady load (it only starts over after a checkpoint that copied all of it)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from agentflowd.engine import checkpoint
+from agentflowd.engine.journal import Change, Journal
+from agentflowd.store import SqlStore, migrate
+from tests.engine.conftest import NOW
+from tests.waiting import wait_for
+
+
+def note(i: int) -> Change:
+    return Change(execution_id="e1", type="note", at=NOW, data={"i": i, "pad": "x" * 3000})
+
+
+def wal_bytes(journal: Journal) -> int:
+    database = journal.engine.url.database
+    assert database is not None
+    return os.path.getsize(database + "-wal")
+
+
+def test_commits_do_not_checkpoint_the_thread_does(journal):
+    cursor = journal._writer().cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint")
+    assert cursor.fetchone()[0] == 0  # the committing thread never checkpoints
+    cursor.close()
+    before = journal._checkpointer.checkpoints
+    for i in range(3):
+        journal.write([note(i)]).result(timeout=10)
+    wait_for(lambda: journal._checkpointer.checkpoints > before, what="a checkpoint")
+
+
+def test_the_log_starts_over_under_steady_load(journal, monkeypatch):
+    monkeypatch.setattr(checkpoint, "EVERY_COMMITS", 20)
+    monkeypatch.setattr(checkpoint, "MAX_FRAMES", 200)
+    stop = threading.Event()
+    largest = 0
+
+    def writer() -> None:  # never a pause between commits: a checkpoint alone cannot finish
+        i = 0
+        while not stop.is_set():
+            journal.write([note(i)]).result(timeout=10)
+            i += 1
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(1500):  # ~1,500 commits of two 4 KiB pages each
+            journal.write([note(-1)]).result(timeout=10)
+            largest = max(largest, wal_bytes(journal))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert journal.commits > 1500
+    assert largest < 8 * 2**20  # without the held-back checkpoint: one frame per page, ~24 MiB
+
+
+def test_the_writers_connection_goes_back_to_the_pool_as_it_came(tmp_path: Path):
+    store = SqlStore.open(str(tmp_path / "pool.db"))
+    migrate.upgrade(store.engine)
+    journal = Journal(store.engine)
+    journal._writer()
+    journal.close()
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar() == 1000
+    store.close()
