@@ -27,12 +27,19 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentflowd.engine.journal import Change, ExecutionRecord, Journal, StepRecord, Then
+from agentflowd.engine.journal import (
+    Change,
+    ExecutionRecord,
+    Journal,
+    RawJson,
+    StepRecord,
+    Then,
+)
 from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob, StepRunner
 from agentflowd.engine.workers import StepThreads
 from agentflowd.errors import ConflictError, NotFound
@@ -85,11 +92,14 @@ class _Run:
     states: dict[str, str]
     attempts: dict[str, int]
     outputs: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # outputs as JSON text (see payload)
+    input_text: str | None = None
     running: set[str] = field(default_factory=set)
     deadline: float = 0.0  # monotonic
     stop: str | None = None  # why nothing more is scheduled: failed, cancelled, timed_out
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)  # its end's commit is over
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     creating: bool = False  # its rows are being written: nothing may be scheduled yet
     unrecorded: BaseException | None = None  # why its end could not be committed
@@ -97,6 +107,22 @@ class _Run:
     @property
     def id(self) -> str:
         return self.record.id
+
+    def text(self, name: str) -> str:
+        """Step ``name``'s output as JSON text: as its agent returned it, or encoded once."""
+        found = self.texts.get(name)
+        if found is None:
+            found = self.texts[name] = json.dumps(self.outputs.get(name))
+        return found
+
+    def payload(self, depends_on: Iterable[str]) -> str:
+        """What a step gets: ``{"input": ..., "steps": {dependency: output}}`` as JSON text.
+        Outputs are spliced in as the text their agents returned, so a large output is
+        never encoded again on its way to the next step (nor into the journal)."""
+        if self.input_text is None:
+            self.input_text = json.dumps(self.record.input)
+        steps = ", ".join(f"{json.dumps(dep)}: {self.text(dep)}" for dep in depends_on)
+        return f'{{"input": {self.input_text}, "steps": {{{steps}}}}}'
 
     def ready(self) -> list[str]:
         """Pending steps whose dependencies have all succeeded."""
@@ -406,17 +432,13 @@ class Engine:
             lazy=True,  # with the step's end, or within lazy_seconds when it runs longer
         )
         image = run.record.images.get(str(agent.image)) or {}
-        payload = {
-            "input": run.record.input,
-            "steps": {dep: run.outputs.get(dep) for dep in agent.depends_on},
-        }
         job = StepJob(
             execution_id=run.id,
             workflow=run.record.workflow,
             spec=run.record.spec,
             agent=agent,
             image=image,
-            input_json=json.dumps(payload),
+            input_json=run.payload(agent.depends_on),
             attempt=attempt,
             deadline=run.deadline,
             on_host_call=functools.partial(self._host_call, run, name, attempt),
@@ -457,7 +479,8 @@ class Engine:
         if not report.outcome.ok or self._closing:
             return report  # the loop decides: retry or fail
         name, attempt = str(job.agent.name), job.attempt
-        output = json.loads(report.outcome.output or "null")
+        text = report.outcome.output or "null"  # valid JSON: the sandbox checked it
+        output = json.loads(text)
         now = self.clock()
         change = Change.step_event(
             job.execution_id,
@@ -467,14 +490,14 @@ class Engine:
             attempt=attempt,
             data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
             state="succeeded",
-            output=output,
+            output=RawJson(text),
             log=report.log or None,
             error=None,
             finished_at=now,
         )
         # durable before its dependents start: _succeeded runs on the loop once committed
         then = functools.partial(
-            self._succeeded, run, name, attempt, output, report.elapsed_seconds
+            self._succeeded, run, name, attempt, output, text, report.elapsed_seconds
         )
         self.journal.commit_here([change], then)
         return None
@@ -565,6 +588,7 @@ class Engine:
         name: str,
         attempt: int,
         output: Any,
+        text: str,
         elapsed: float,
         error: BaseException | None,
     ) -> None:
@@ -579,6 +603,7 @@ class Engine:
         self.observer.step_finished("succeeded", elapsed)
         run.states[name] = "succeeded"
         run.outputs[name] = output
+        run.texts[name] = text
         run.running.discard(name)
         self._schedule(run)
 
@@ -685,6 +710,7 @@ class Engine:
             if error is not None:
                 run.unrecorded = error
                 log.error("execution %s: its end was not recorded: %s", run.id, error)
+            run.recorded.set()
 
         self.journal.post(changes, then=settled)
         run.record = _with(run.record, state=final, output=output, error=run.error, finished_at=now)
@@ -769,7 +795,7 @@ class Engine:
         run = self._runs.get(execution_id) or self._finished.get(execution_id)
         if run is not None:
             await run.done.wait()
-            await self._flush()
+            await run.recorded.wait()  # (commits keep posting order: all before it is durable)
             if run.unrecorded is None:
                 return run.record  # as the journal now has it
             # its end is not in the store: say what the store has

@@ -34,7 +34,7 @@ from agentflowd.store.tables import Timestamp, execution_events, executions, ste
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Change", "EventRecord", "ExecutionRecord", "Journal", "StepRecord"]
+__all__ = ["Change", "EventRecord", "ExecutionRecord", "Journal", "RawJson", "StepRecord"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,9 +146,22 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+class RawJson:
+    """A JSON column's value given as its JSON text (already valid): written as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def _json(value: Any) -> str | None:
     """A JSON column's parameter (SQL NULL for None, as SQLAlchemy's ``none_as_null``)."""
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if type(value) is RawJson:
+        return value.text
+    return json.dumps(value)
 
 
 class _SharedJson:

@@ -84,6 +84,45 @@ DIAMOND = manifest(
 )
 
 
+# returns JSON text laid out as no encoder would: it reaches the next step and the journal as is
+ODD_JSON = '{ "b" : [1, 2.50, "\\u00e9 \u00e9"] ,"a":null , "n": {"deep": [[[]]]} }'
+_ODD_DATA = ODD_JSON.replace("\\", "\\\\").replace('"', '\\"')  # as a WAT string
+ODD = (
+    "wasm",
+    wat.component(
+        f"(call $ok (i32.const 100) (i32.const {len(ODD_JSON.encode())}))",
+        data=f'(data (i32.const 100) "{_ODD_DATA}")',
+    ).encode(),
+)
+
+
+def test_an_outputs_text_goes_on_as_the_agent_wrote_it(db_url, parts):
+    async def main() -> None:
+        async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
+            flow = manifest(
+                "odd",
+                "\n".join([agent("a", "agents/odd:v1"), agent("b", "agents/echo:v1", ("a",))]),
+            )
+            h.install(flow, {"agents/odd:v1": ODD, "agents/echo:v1": ECHO})
+            started = await h.engine.run("odd", {"text": "é ✓", "list": [1, 2]})
+            done = await h.engine.wait(started.id)
+            assert done.state == "succeeded", done.error
+            value = json.loads(ODD_JSON)
+            assert done.output == {
+                "b": {"input": {"text": "é ✓", "list": [1, 2]}, "steps": {"a": value}}
+            }
+            rows = {s.step: s.output for s in h.journal.steps(started.id)}
+            assert rows["a"] == value and rows["b"] == done.output["b"]
+            if h.store.engine.dialect.name == "sqlite":  # (PostgreSQL's jsonb lays it out anew)
+                with h.store.engine.connect() as conn:
+                    stored = conn.exec_driver_sql(
+                        "SELECT output FROM step_runs WHERE step = 'a'"
+                    ).scalar()
+                assert stored == ODD_JSON  # not decoded and encoded again
+
+    run(main())
+
+
 def test_a_chain_runs_in_order_and_passes_outputs_on(db_url, parts):
     async def main() -> None:
         async with harness(db_url, sandbox=parts[0], processes=parts[1], python=parts[2]) as h:
