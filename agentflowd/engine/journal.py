@@ -404,11 +404,22 @@ class Journal:
             errors = [None] * len(batch)
         except Exception:  # one bad change must not sink the others: retry them one by one
             errors = []
+            broken: dict[str, BaseException] = {}  # executions with a change not recorded
             for changes, _, _ in batch:
+                # an execution's later changes are never recorded without its earlier ones
+                # (a step's success without the change before it, an end without that success)
+                earlier = next(
+                    (broken[c.execution_id] for c in changes if c.execution_id in broken), None
+                )
+                if earlier is not None:
+                    errors.append(earlier)
+                    continue
                 try:
                     self._transaction(changes)
                 except Exception as exc:
                     errors.append(exc)
+                    for change in changes:
+                        broken.setdefault(change.execution_id, exc)
                 else:
                     errors.append(None)
         # what waited for this commit goes on; nothing it raises may stop the committing

@@ -14,13 +14,10 @@ from agentflowd.store import SqlStore, migrate
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    store = SqlStore.open(str(tmp_path / "journal.db"))
-    migrate.upgrade(store.engine)
-    journal = Journal(store.engine, lazy_seconds=0.01)
+def created(execution_id: str) -> Change:
+    """The change that creates a running execution (no steps) of workflow ``w``."""
     record = ExecutionRecord(
-        id="e1",
+        id=execution_id,
         workflow="w",
         generation=1,
         spec={},
@@ -36,9 +33,16 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
         finished_at=None,
         deadline_at=None,
     )
-    journal.write(
-        [Change(execution_id="e1", type="execution.running", at=NOW, create=(record, []))]
-    ).result(timeout=10)
+    return Change(execution_id=execution_id, type="execution.running", at=NOW, create=(record, []))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal with one execution, ``e1``."""
+    store = SqlStore.open(str(tmp_path / "journal.db"))
+    migrate.upgrade(store.engine)
+    journal = Journal(store.engine, lazy_seconds=0.01)
+    journal.write([created("e1")]).result(timeout=10)
     yield journal
     journal.close()
     store.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from agentflowd.engine.journal import Change, Journal
-from tests.engine.conftest import NOW
+from tests.engine.conftest import NOW, created
 from tests.waiting import wait_for
 
 
@@ -67,3 +67,19 @@ def test_what_is_posted_after_close_is_still_committed(journal):
     journal.post([note("late")], lambda error: committed.set() if error is None else None)
     assert committed.is_set()  # committed on the posting thread: no writer is left
     assert types(journal) == ["late"]
+
+
+def test_an_executions_later_changes_are_not_recorded_without_its_earlier_ones(journal):
+    bad = Change(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
+    with journal._paused():  # all four go in one batch, which fails and is retried one by one
+        results = [
+            journal.write([note("before")]),
+            journal.write([bad]),
+            journal.write([note("after")]),
+            journal.write([created("e2")]),
+        ]
+    errors = [f.exception(timeout=10) for f in results]
+    assert errors[0] is None and errors[3] is None  # others are not held up
+    assert errors[1] is not None and errors[2] is errors[1]  # "after" is not recorded alone
+    assert types(journal) == ["before"]
+    assert [e.type for e in journal.events("e2")] == ["execution.running"]
