@@ -620,6 +620,9 @@ class _MetricsObserver(EngineObserver):
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # reported at every step's start and end: the label lookups are made once
+        self._running = metrics.executions_active.labels("running")
+        self._queued = metrics.executions_active.labels("queued")
 
     def execution_started(self, trigger: str) -> None:
         self.metrics.executions_started.labels(trigger).inc()
@@ -636,6 +639,6 @@ class _MetricsObserver(EngineObserver):
         self.metrics.step_duration.observe(seconds)
 
     def active(self, running: int, queued: int, busy_workers: int) -> None:
-        self.metrics.executions_active.labels("running").set(running)
-        self.metrics.executions_active.labels("queued").set(queued)
+        self._running.set(running)
+        self._queued.set(queued)
         self.metrics.workers_busy.set(busy_workers)
