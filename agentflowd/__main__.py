@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"agentflowd check: {note}", file=sys.stderr)  # noqa: T201
         sys.stdout.write(text)
         return code
+    # httpx imports its own command-line client when rich and click are installed (they are,
+    # for the agentflow CLI): rich's console, progress and syntax modules and pygments' lexers,
+    # ~6 MB of a daemon that never uses them. Importing that module fails here instead, and
+    # httpx falls back to a stub `main` (the daemon never calls it).
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from agentflowd.daemon import serve
     from agentflowd.errors import AgentFlowError
 

@@ -30,7 +30,7 @@ from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageErro
 from agentflowd.manifest import Workflow
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import Plan, Reconciler, SyncOutcome
-from agentflowd.store import RevisionRecord, Store, StoredWorkflow
+from agentflowd.store import RevisionRecord, Store, StoredWorkflow, WorkflowHead
 
 __all__ = ["DaemonHandle", "ErrorBody", "create_app"]
 
@@ -87,26 +87,25 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def _phase(w: StoredWorkflow) -> str:
-    if w.last_error:
-        return "failing"
-    return "suspended" if w.suspended else "active"
+def head_summary(h: WorkflowHead) -> dict[str, Any]:
+    """The list view of a workflow."""
+    return {
+        "name": h.name,
+        "origin": h.origin.value,
+        "phase": "failing" if h.failing else "suspended" if h.suspended else "active",
+        "revision": h.revision,
+        "generation": h.generation,
+        "suspended": h.suspended,
+        "pinned_revision": h.pinned_revision,
+        "file": h.file,
+        "agents": h.agents,
+        "updated_at": h.updated_at.isoformat() if h.updated_at else None,
+    }
 
 
 def workflow_summary(w: StoredWorkflow) -> dict[str, Any]:
-    """The list view of a workflow."""
-    return {
-        "name": w.name,
-        "origin": w.origin.value,
-        "phase": _phase(w),
-        "revision": w.revision,
-        "generation": w.generation,
-        "suspended": w.suspended,
-        "pinned_revision": w.pinned_revision,
-        "file": w.file,
-        "agents": len(w.spec.get("spec", {}).get("agents", [])),
-        "updated_at": w.updated_at.isoformat(),
-    }
+    """The list view of a workflow read whole."""
+    return head_summary(w.head())
 
 
 def _next_fire_times(spec: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
@@ -229,7 +228,8 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
     @app.get("/api/v1/workflows", tags=["workflows"])
     def list_workflows() -> list[dict[str, Any]]:
         """Every workflow with its phase, revision and operator state."""
-        return [workflow_summary(w) for w in daemon.store.workflows().values()]
+        heads = daemon.store.workflow_heads(count_agents=True)
+        return [head_summary(h) for h in heads.values()]
 
     @app.get("/api/v1/workflows/{name}", tags=["workflows"])
     def get_workflow(name: str) -> dict[str, Any]:

@@ -58,19 +58,10 @@ class MemoryStore:
         with self._lock:
             return {k: copy.deepcopy(v) for k, v in sorted(self._workflows.items())}
 
-    def workflow_heads(self) -> dict[str, WorkflowHead]:
+    def workflow_heads(self, *, count_agents: bool = False) -> dict[str, WorkflowHead]:
         with self._lock:
             return {
-                name: WorkflowHead(
-                    name=name,
-                    origin=w.origin,
-                    spec_hash=w.spec_hash,
-                    file=w.file,
-                    generation=w.generation,
-                    suspended=w.suspended,
-                    pinned_revision=w.pinned_revision,
-                    failing=w.last_error is not None,
-                )
+                name: w.head(count_agents=count_agents)
                 for name, w in sorted(self._workflows.items())
             }
 

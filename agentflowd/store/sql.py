@@ -165,8 +165,9 @@ class SqlStore:
             rows = conn.execute(sa.select(workflows).order_by(workflows.c.name)).mappings()
             return {row["name"]: _workflow(row) for row in rows}
 
-    def workflow_heads(self) -> dict[str, WorkflowHead]:
+    def workflow_heads(self, *, count_agents: bool = False) -> dict[str, WorkflowHead]:
         c = workflows.c
+        agents = self._agents_count() if count_agents else sa.null()
         query = sa.select(
             c.name,
             c.origin,
@@ -176,6 +177,9 @@ class SqlStore:
             c.suspended,
             c.pinned_revision,
             c.last_error.is_not(None).label("failing"),
+            c.revision,
+            c.updated_at,
+            agents.label("agents"),
         ).order_by(c.name)
         with self._tx() as conn:
             return {
@@ -188,9 +192,19 @@ class SqlStore:
                     suspended=bool(row.suspended),
                     pinned_revision=row.pinned_revision,
                     failing=bool(row.failing),
+                    revision=row.revision,
+                    agents=None if not count_agents else int(row.agents or 0),
+                    updated_at=row.updated_at,
                 )
                 for row in conn.execute(query)
             }
+
+    def _agents_count(self) -> Any:
+        """How many agents a workflow's spec lists, counted by the database (no spec read)."""
+        spec = workflows.c.spec
+        if self.engine.dialect.name == "postgresql":
+            return sa.func.jsonb_array_length(spec["spec"]["agents"], type_=sa.Integer)
+        return sa.func.json_array_length(spec, "$.spec.agents", type_=sa.Integer)
 
     def get_workflow(self, name: str) -> StoredWorkflow:
         with self._tx() as conn:

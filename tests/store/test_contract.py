@@ -178,7 +178,8 @@ def test_heads_list_without_specs(store: Store):
     store.put_workflow(write("b", 2), action=HistoryAction.CREATE, now=T0)
     store.set_error("b", [{"m": 1}], "x", now=T0)
     store.set_pin("a", "c" * 40, now=T0)
-    heads = store.workflow_heads()
+    assert all(h.agents is None for h in store.workflow_heads().values())  # not counted
+    heads = store.workflow_heads(count_agents=True)
     assert list(heads) == ["a", "b"]
     assert (heads["a"].pinned_revision, heads["a"].failing, heads["a"].generation) == (
         "c" * 40,
@@ -188,6 +189,18 @@ def test_heads_list_without_specs(store: Store):
     assert (
         heads["b"].failing and heads["b"].spec_hash == f"{2:064x}" and heads["b"].file == "b.yaml"
     )
+    # what the API's list shows, counted without reading specs: they agree with the full rows
+    for name, head in heads.items():
+        assert head == store.get_workflow(name).head()
+    assert (heads["a"].agents, heads["a"].revision, heads["a"].updated_at) == (1, f"{1:040x}", T0)
+    many = write("c", 3)
+    many.spec["spec"]["agents"] = [{"name": f"x{i}"} for i in range(7)]
+    store.put_workflow(many, action=HistoryAction.CREATE, now=T0)
+    none = write("d", 4)
+    del none.spec["spec"]["agents"]
+    store.put_workflow(none, action=HistoryAction.CREATE, now=T0)
+    heads = store.workflow_heads(count_agents=True)
+    assert (heads["c"].agents, heads["d"].agents) == (7, 0)
 
 
 def test_set_file(store: Store):
