@@ -228,7 +228,7 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
     @app.get("/api/v1/workflows", tags=["workflows"])
     def list_workflows() -> list[dict[str, Any]]:
         """Every workflow with its phase, revision and operator state."""
-        heads = daemon.store.workflow_heads(count_agents=True)
+        heads = daemon.store.workflow_heads(listing=True)
         return [head_summary(h) for h in heads.values()]
 
     @app.get("/api/v1/workflows/{name}", tags=["workflows"])

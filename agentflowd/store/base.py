@@ -59,9 +59,10 @@ class Store(Protocol):
         """Every stored workflow by name."""
         ...
 
-    def workflow_heads(self, *, count_agents: bool = False) -> dict[str, WorkflowHead]:
+    def workflow_heads(self, *, listing: bool = False) -> dict[str, WorkflowHead]:
         """Every workflow by name, without specs (fast: the reconciler plans with these).
-        ``count_agents`` also counts each spec's agents (in the database: ~7 µs a workflow)."""
+        ``listing`` adds what the API's list shows: the revision, the time of the last change
+        and the number of agents (counted by the database: ~7 µs a workflow)."""
         ...
 
     def get_workflow(self, name: str) -> StoredWorkflow:

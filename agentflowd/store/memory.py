@@ -58,12 +58,9 @@ class MemoryStore:
         with self._lock:
             return {k: copy.deepcopy(v) for k, v in sorted(self._workflows.items())}
 
-    def workflow_heads(self, *, count_agents: bool = False) -> dict[str, WorkflowHead]:
+    def workflow_heads(self, *, listing: bool = False) -> dict[str, WorkflowHead]:
         with self._lock:
-            return {
-                name: w.head(count_agents=count_agents)
-                for name, w in sorted(self._workflows.items())
-            }
+            return {name: w.head(listing=listing) for name, w in sorted(self._workflows.items())}
 
     def _get(self, name: str) -> StoredWorkflow:
         try:

@@ -97,7 +97,7 @@ class StoredWorkflow:
         """True when auto-sync must leave this workflow alone (after a rollback)."""
         return self.pinned_revision is not None
 
-    def head(self, *, count_agents: bool = True) -> WorkflowHead:
+    def head(self, *, listing: bool = True) -> WorkflowHead:
         """This workflow without its spec."""
         return WorkflowHead(
             name=self.name,
@@ -108,9 +108,9 @@ class StoredWorkflow:
             suspended=self.suspended,
             pinned_revision=self.pinned_revision,
             failing=self.last_error is not None,
-            revision=self.revision,
-            agents=len(self.spec.get("spec", {}).get("agents", [])) if count_agents else None,
-            updated_at=self.updated_at,
+            revision=self.revision if listing else None,
+            updated_at=self.updated_at if listing else None,
+            agents=len(self.spec.get("spec", {}).get("agents", [])) if listing else None,
         )
 
 
@@ -127,9 +127,10 @@ class WorkflowHead:
     suspended: bool
     pinned_revision: str | None
     failing: bool
+    # with listing=True only (see Store.workflow_heads); None otherwise
     revision: str | None = None
     updated_at: datetime | None = None
-    agents: int | None = None  # how many agents its spec has (None: not counted)
+    agents: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agentflowd.reconcile.intake import Intake
 from agentflowd.source.gitread import read_commit
-from tests.conftest import commit, git
+from tests.conftest import commit, git, write_agents
 from tests.manifests import named
 
 
@@ -81,3 +81,24 @@ def test_renamed_and_copied_files_are_read_again(tmp_path):
     assert result.loaded == 2  # a2.yaml and copy.yaml: known blobs at new paths
     assert sorted(d.file for d in result.desired if d.name == "a") == ["a2.yaml"]
     assert {e.code for e in result.errors} == {"duplicate-workflow", "duplicate-webhook"}
+
+
+def test_version_hashes_are_kept_until_an_image_changes(tmp_path):
+    repo = write_agents(tmp_path / "r")
+    git(repo, "init", "-q", "-b", "main")
+    first = commit(repo, {f"w{i}.yaml": named(f"w{i}") for i in range(3)})
+    intake = Intake()
+    snapshot = read_commit(repo, first, unchanged=intake.known())
+    before = intake.load(snapshot.files, images=snapshot.images).desired
+    assert all(d.images and d.valid for d in before)
+
+    second = commit(repo, {"w1.yaml": named("w1").replace("gpt-4", "gpt-4o")})
+    snapshot = read_commit(repo, second, unchanged=intake.known())
+    after = intake.load(snapshot.files, images=snapshot.images).desired
+    assert [a is b for a, b in zip(before, after, strict=True)] == [True, False, True]
+
+    third = commit(repo, {"agents/qa/v0.8/agent.py": "def run(input):\n    return {'v': 2}\n"})
+    snapshot = read_commit(repo, third, unchanged=intake.known())
+    changed = intake.load(snapshot.files, images=snapshot.images).desired
+    assert all(c.spec_hash != a.spec_hash for a, c in zip(after, changed, strict=True))
+    assert [c.spec_json == a.spec_json for a, c in zip(after, changed, strict=True)] == [True] * 3

@@ -179,7 +179,7 @@ def test_heads_list_without_specs(store: Store):
     store.set_error("b", [{"m": 1}], "x", now=T0)
     store.set_pin("a", "c" * 40, now=T0)
     assert all(h.agents is None for h in store.workflow_heads().values())  # not counted
-    heads = store.workflow_heads(count_agents=True)
+    heads = store.workflow_heads(listing=True)
     assert list(heads) == ["a", "b"]
     assert (heads["a"].pinned_revision, heads["a"].failing, heads["a"].generation) == (
         "c" * 40,
@@ -199,7 +199,7 @@ def test_heads_list_without_specs(store: Store):
     none = write("d", 4)
     del none.spec["spec"]["agents"]
     store.put_workflow(none, action=HistoryAction.CREATE, now=T0)
-    heads = store.workflow_heads(count_agents=True)
+    heads = store.workflow_heads(listing=True)
     assert (heads["c"].agents, heads["d"].agents) == (7, 0)
 
 
