@@ -257,7 +257,7 @@ def _outcome(ctx: RunContext, failure: Outcome | None, result: Any) -> Outcome:
             detail=f"output is over {ctx.limits.output_bytes} bytes",
         )
     try:
-        json.loads(result.payload, parse_constant=_no_constant)
+        json.loads(result.payload, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         return Outcome(kind=OutcomeKind.AGENT_ERROR, detail="the output is not valid JSON")
     return Outcome(kind=OutcomeKind.OK, output=result.payload)
@@ -268,3 +268,12 @@ MEMORY_MARKER = "MemoryError: the agent ran out of memory"
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number that fits a float: 1e400 would become inf, which JSON cannot carry on
+    (it would be written as Infinity, and PostgreSQL refuses it)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value

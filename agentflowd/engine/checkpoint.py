@@ -10,9 +10,14 @@ checkpoint, whichever is first. It sleeps while nothing is committed.
 A checkpoint has two parts. A ``PASSIVE`` checkpoint copies the log into the database while
 commits go on. That alone never lets the log start over under steady load: SQLite rewinds the
 log only when a checkpoint has copied all of it, and commits keep adding frames while it runs
-(measured: 65 MB of log after 5,000 commits, and growing). So when frames are left, a second
-``PASSIVE`` checkpoint runs with commits held back (``pause``): it copies only what was added
-meanwhile (well under a millisecond), and the next commit starts the log over.
+(measured: 65 MB of log after 5,000 commits, and growing). So once the log is
+:data:`MAX_FRAMES` long, a second ``PASSIVE`` checkpoint runs with the journal's commits held
+back (``pause``): it copies only what was added meanwhile (with the database's fsync, a few
+milliseconds at most on this machine), and the next commit starts the log over. (Its
+``copied`` count cannot decide this: it counts against the log as it was when it began.)
+
+The store's other connections (the reconciler's, the API's) keep SQLite's own checkpoints at
+1000 pages; with the log kept near that length they seldom reach it.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ __all__ = ["EVERY_COMMITS", "EVERY_SECONDS", "MAX_FRAMES", "WalCheckpointer"]
 EVERY_COMMITS = 250
 #: The longest a committed page waits for its checkpoint.
 EVERY_SECONDS = 1.0
-#: A log this long (4 KiB pages: 16 MiB) is checkpointed with commits held back, so it can
-#: start over (see the module's docstring).
-MAX_FRAMES = 4000
+#: A log this long (4 KiB pages: 4 MiB, SQLite's own threshold) is checkpointed with commits
+#: held back, so it can start over (see the module's docstring).
+MAX_FRAMES = 1000
 
 
 class WalCheckpointer:
@@ -100,7 +105,8 @@ class WalCheckpointer:
         try:
             if self._raw is None:
                 self._raw = self.engine.raw_connection()
-            if self._passive() >= MAX_FRAMES and hold:  # steady load: the log never starts over
+            frames, _copied = self._passive()
+            if hold and frames >= MAX_FRAMES:  # under steady load it would never start over
                 with self.pause():
                     self._passive()
             self.checkpoints += 1
@@ -111,12 +117,12 @@ class WalCheckpointer:
                     self._raw.close()
                 self._raw = None
 
-    def _passive(self) -> int:
-        """One ``PASSIVE`` checkpoint; how many frames the log held when it began."""
+    def _passive(self) -> tuple[int, int]:
+        """One ``PASSIVE`` checkpoint: the frames in the log, and how many are copied."""
         cursor = self._raw.cursor()
         try:
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            _busy, frames, _copied = cursor.fetchone()
+            _busy, frames, copied = cursor.fetchone()
         finally:
             cursor.close()
-        return int(frames)
+        return int(frames), int(copied)

@@ -690,6 +690,13 @@ class Engine:
             run.states[n] = skip_state
         sinks = [n for n in run.agents if not any(n in a.depends_on for a in run.agents.values())]
         output = {n: run.outputs.get(n) for n in sinks} if final == "succeeded" else None
+        # recorded from the outputs' texts, as the steps' own outputs are (a number such as
+        # 1e400 decodes to inf, which would be encoded as Infinity: not JSON)
+        recorded = (
+            RawJson("{" + ", ".join(f"{json.dumps(n)}: {run.text(n)}" for n in sinks) + "}")
+            if output is not None
+            else None
+        )
         changes.append(
             Change(
                 execution_id=run.id,
@@ -698,7 +705,7 @@ class Engine:
                 data={"error": run.error} if run.error else None,
                 execution={
                     "state": final,
-                    "output": output,
+                    "output": recorded,
                     "error": run.error,
                     "finished_at": now,
                 },
@@ -717,6 +724,7 @@ class Engine:
         for timer in run.timers:
             timer.cancel()
         run.done.set()
+        run.outputs, run.texts = {}, {}  # (they are in the record; _finished keeps the run)
         self._runs.pop(run.id, None)
         self._finished[run.id] = run  # for wait() right after (a CLI's run --wait)
         while len(self._finished) > 256:

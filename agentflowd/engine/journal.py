@@ -227,6 +227,7 @@ class Journal:
         self._lazy_since = 0.0
         self._stopping = False
         self._committing = False  # a thread is writing a batch: others only append
+        self._writer_done = False  # the writer has ended (after close): posters commit
         self._idle = False  # the writer waits with no timer (a lazy post must wake it)
         self._seq: dict[str, int] = {}
         self.commits = 0  # transactions committed (for metrics and benchmarks)
@@ -304,12 +305,12 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append((changes, None, then))
-            if self._held() or (self._stopping and self._thread.is_alive()):
+            if self._held() or (self._stopping and not self._writer_done):
                 if not self._urgent:
                     self._urgent = True
                     self._cond.notify()
-                return
-            batch = self._take()  # (after the writer has exited: this thread commits)
+                return  # (held after the writer ended: whoever holds it commits this)
+            batch = self._take()  # (after the writer has ended: this thread commits)
         self._write_out(batch)
 
     def _put(self, item: _Item, *, lazy: bool) -> None:
@@ -317,7 +318,7 @@ class Journal:
             if not self._pending:
                 self._lazy_since = time.monotonic()
             self._pending.append(item)
-            if self._stopping and not self._thread.is_alive() and not self._held():
+            if self._writer_done and not self._held():
                 batch = self._take()  # posted after close: nobody else will commit it
             else:
                 if not lazy and not self._urgent:
@@ -342,16 +343,39 @@ class Journal:
         return batch
 
     def _write_out(self, batch: list[_Item]) -> None:
-        try:
-            for start in range(0, len(batch), self.max_batch):
-                self._commit(batch[start : start + self.max_batch])
-        finally:
+        """Commit ``batch`` (possibly empty) with the commit slot this thread holds (from
+        :meth:`_take`), then give the slot up, committing first what only it can."""
+        while True:
+            if batch:
+                broken: dict[str, BaseException] = {}  # (across the chunks of one batch)
+                try:
+                    for start in range(0, len(batch), self.max_batch):
+                        self._commit(batch[start : start + self.max_batch], broken)
+                except BaseException:
+                    with self._cond:
+                        self._committing = False
+                        self._cond.notify_all()
+                    raise
             with self._cond:
-                self._committing = False
-                if self._pausing:  # the checkpointer waits, and perhaps the writer too
-                    self._cond.notify_all()
-                elif self._pending or self._stopping:  # posted meanwhile: the writer takes it
-                    self._cond.notify()
+                orphaned = self._writer_done and not self._pending
+            if orphaned and batch:  # committed after close: give the connection back
+                self._close_writer()  # (the slot is still ours: nobody else uses it)
+            with self._cond:
+                batch = self._release()
+            if not batch:
+                return
+
+    def _release(self) -> list[_Item]:
+        """Give up the commit slot (under the lock). Returns what this thread must commit
+        now: posts made after the writer ended, which no one else would take."""
+        self._committing = False
+        if self._writer_done and self._pending and not self._pausing:
+            return self._take()
+        if self._pausing:  # the checkpointer waits, and perhaps the writer too
+            self._cond.notify_all()
+        elif self._pending or self._stopping:  # posted meanwhile: the writer takes it
+            self._cond.notify()
+        return []
 
     @contextlib.contextmanager
     def _paused(self) -> Iterator[None]:
@@ -369,8 +393,10 @@ class Journal:
             yield
         finally:
             with self._cond:
-                self._committing = False
+                batch = self._release()
                 self._cond.notify_all()
+            if batch:  # posted after the writer ended, while commits were held
+                self._write_out(batch)
 
     def _loop(self) -> None:
         while True:
@@ -392,19 +418,30 @@ class Journal:
             self._write_out(batch)
             if stopping:
                 with self._cond:
-                    if self._pending:  # posted while the last batch was written
+                    if self._pending or self._held():  # posted while the last batch was written
                         continue
+                    self._committing = True  # the slot is ours while the connection closes
                 self._close_writer()
+                with self._cond:
+                    self._writer_done = True  # from now on, posters commit themselves
+                    batch = self._release()
+                if batch:  # posted while it closed
+                    self._write_out(batch)
                 return
 
-    def _commit(self, batch: list[_Item]) -> None:
-        errors: list[BaseException | None]
-        try:
-            self._transaction([c for changes, _, _ in batch for c in changes])
-            errors = [None] * len(batch)
-        except Exception:  # one bad change must not sink the others: retry them one by one
-            errors = []
-            broken: dict[str, BaseException] = {}  # executions with a change not recorded
+    def _commit(self, batch: list[_Item], broken: dict[str, BaseException]) -> None:
+        """Commit ``batch``; ``broken`` holds the executions of this write-out whose changes
+        could not be recorded (their later changes are not recorded either)."""
+        errors: list[BaseException | None] = []
+        flat = [c for changes, _, _ in batch for c in changes]
+        whole = not (broken and any(c.execution_id in broken for c in flat))
+        if whole:
+            try:
+                self._transaction(flat)
+                errors = [None] * len(batch)
+            except Exception:  # one bad change must not sink the others: one by one, below
+                whole = False
+        if not whole:
             for changes, _, _ in batch:
                 # an execution's later changes are never recorded without its earlier ones
                 # (a step's success without the change before it, an end without that success)

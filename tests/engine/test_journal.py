@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 from agentflowd.engine.journal import Change, Journal
+from agentflowd.store import SqlStore, migrate
 from tests.engine.conftest import NOW, created
 from tests.waiting import wait_for
 
@@ -67,6 +68,84 @@ def test_what_is_posted_after_close_is_still_committed(journal):
     journal.post([note("late")], lambda error: committed.set() if error is None else None)
     assert committed.is_set()  # committed on the posting thread: no writer is left
     assert types(journal) == ["late"]
+
+
+def test_posts_racing_close_are_all_committed(journal):
+    counts = {"called": 0}
+    lock = threading.Lock()
+
+    def called(_error: BaseException | None) -> None:
+        with lock:
+            counts["called"] += 1
+
+    def poster(n: int) -> None:
+        for i in range(n):
+            journal.post([note(f"n{i}")], called, lazy=i % 2 == 0)
+            if i % 50 == 0:
+                journal.commit_here([note(f"h{i}")], called)
+
+    threads = [threading.Thread(target=poster, args=(600,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    journal.close()  # while they post: the writer ends, then they commit themselves
+    for thread in threads:
+        thread.join()
+    expected = 3 * (600 + 12)
+    wait_for(lambda: counts["called"] == expected, what="every post's callback")
+    assert len(types(journal)) == expected and not journal._pending
+
+
+def test_a_post_made_while_another_commits_after_close_is_committed_by_that_thread(journal):
+    journal.close()
+    entered, release = threading.Event(), threading.Event()
+    real = journal._transaction
+
+    def slow(changes: list[Change]) -> None:
+        if any(c.type == "first" for c in changes):
+            entered.set()
+            release.wait(10)
+        real(changes)
+
+    journal._transaction = slow
+    got: list[str] = []
+    first = threading.Thread(target=journal.post, args=([note("first")], lambda e: got.append("1")))
+    first.start()
+    assert entered.wait(10)
+    journal.post([note("second")], lambda e: got.append("2"))  # appended: "first" holds the slot
+    assert got == []
+    release.set()
+    first.join()
+    assert got == ["1", "2"] and types(journal) == ["first", "second"]
+
+
+def test_a_post_held_back_after_the_writer_ended_is_committed_when_released(journal):
+    with journal._cond:  # the first half of close(): the writer ends
+        journal._stopping = True
+        journal._cond.notify()
+    journal._thread.join(10)
+    got: list[BaseException | None] = []
+    with journal._paused():  # a checkpoint holding commits back, as the last one may
+        journal.post([note("late")], got.append)
+        assert got == []
+    assert got == [None] and types(journal) == ["late"]
+
+
+def test_the_prefix_rule_holds_across_the_chunks_of_a_batch(tmp_path):
+    store = SqlStore.open(str(tmp_path / "chunks.db"))
+    migrate.upgrade(store.engine)
+    journal = Journal(store.engine, max_batch=2)
+    try:
+        journal.write([created("e1")]).result(timeout=10)
+        bad = Change(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
+        with journal._paused():  # one batch of three, committed in chunks of two
+            results = [journal.write([note("before")]), journal.write([bad])]
+            results.append(journal.write([note("after")]))
+        errors = [f.exception(timeout=10) for f in results]
+        assert errors[0] is None and errors[2] is errors[1] is not None
+        assert types(journal) == ["before"]
+    finally:
+        journal.close()
+        store.close()
 
 
 def test_an_executions_later_changes_are_not_recorded_without_its_earlier_ones(journal):
