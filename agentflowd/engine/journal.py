@@ -443,8 +443,8 @@ class Journal:
                 whole = False
         if not whole:
             for changes, _, _ in batch:
-                # an execution's later changes are never recorded without its earlier ones
-                # (a step's success without the change before it, an end without that success)
+                # within one write-out, an execution's later changes are not recorded without
+                # its earlier ones (a success without its step.started, an end without it)
                 earlier = next(
                     (broken[c.execution_id] for c in changes if c.execution_id in broken), None
                 )
