@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
+import itertools
 import logging
 import os
 import threading
@@ -168,10 +170,21 @@ def signature_ok(secret: bytes, body: bytes, headers: Mapping[str, str]) -> bool
 
 
 Fire = Callable[[ScheduleEntry, datetime], Awaitable[Any]]
+_Identity = tuple[str, int, str, str]
+
+
+def _after(entry: ScheduleEntry, cursor: datetime) -> datetime | None:
+    times = entry.schedule.next_fire_times(cursor, 1)
+    return times[0] if times else None
 
 
 class Scheduler:
-    """Fires schedule triggers on the event loop, one execution per slot."""
+    """Fires schedule triggers on the event loop, one execution per slot.
+
+    Each schedule's next slot is computed when it is added and after it fires, and kept in a
+    heap: a tick looks at the earliest only. (Computing every schedule's next slot on every
+    tick held the event loop for ~40 ms with 1,000 schedules, at every slot and after every
+    reconcile pass.)"""
 
     def __init__(
         self,
@@ -183,8 +196,11 @@ class Scheduler:
         self.fire = fire
         self.clock = clock
         self.misfire_grace = misfire_grace
-        self._entries: tuple[ScheduleEntry, ...] = ()
-        self._cursor: dict[tuple[str, int, str, str], datetime] = {}
+        self._entries: dict[_Identity, ScheduleEntry] = {}
+        self._cursor: dict[_Identity, datetime] = {}  # the last slot handled (or the start)
+        self._slots: dict[_Identity, datetime | None] = {}  # the next slot after the cursor
+        self._heap: list[tuple[datetime, int, _Identity]] = []
+        self._order = itertools.count()
         self._changed = asyncio.Event()
         self._started = False
         self.fired = 0
@@ -195,45 +211,49 @@ class Scheduler:
         now = self.clock()
         # at the first start, slots missed while down (within the grace) are still due
         start = now - self.misfire_grace if not self._started else now
-        cursors = {}
+        entries: dict[_Identity, ScheduleEntry] = {}
+        cursors: dict[_Identity, datetime] = {}
+        slots: dict[_Identity, datetime | None] = {}
         for entry in table.schedules:
-            cursors[entry.identity] = self._cursor.get(entry.identity, start)
-        self._entries, self._cursor = table.schedules, cursors
+            key = entry.identity
+            entries[key] = entry
+            cursors[key] = self._cursor.get(key, start)
+            slots[key] = self._slots[key] if key in self._slots else _after(entry, cursors[key])
+        self._entries, self._cursor, self._slots = entries, cursors, slots
+        self._heap = [(slot, next(self._order), key) for key, slot in slots.items() if slot]
+        heapq.heapify(self._heap)
         self._started = True
         self._changed.set()
-
-    def _next(self) -> list[tuple[datetime, ScheduleEntry]]:
-        out = []
-        for entry in self._entries:
-            times = entry.schedule.next_fire_times(self._cursor[entry.identity], 1)
-            if times:
-                out.append((times[0], entry))
-        return sorted(out, key=lambda pair: pair[0])
 
     async def tick(self) -> float:
         """Fire every slot that is due; returns the seconds until the next one."""
         while True:
-            upcoming = self._next()
+            if not self._heap:
+                return 3600.0
+            slot, _, key = self._heap[0]
             now = self.clock()
-            due = [(slot, entry) for slot, entry in upcoming if slot <= now]
-            if not due:
-                return (upcoming[0][0] - now).total_seconds() if upcoming else 3600.0
-            for slot, entry in due:
-                self._cursor[entry.identity] = slot
-                if now - slot > self.misfire_grace:
-                    self.skipped += 1
-                    log.warning(
-                        "schedule of %s missed its %s slot by %s: skipped",
-                        entry.workflow,
-                        slot.isoformat(),
-                        now - slot,
-                    )
-                    continue
-                self.fired += 1
-                try:
-                    await self.fire(entry, slot)
-                except Exception:
-                    log.exception("schedule of %s could not start an execution", entry.workflow)
+            if slot > now:
+                return (slot - now).total_seconds()
+            heapq.heappop(self._heap)
+            entry = self._entries[key]
+            self._cursor[key] = slot
+            following = self._slots[key] = _after(entry, slot)
+            if following is not None:
+                heapq.heappush(self._heap, (following, next(self._order), key))
+            if now - slot > self.misfire_grace:
+                self.skipped += 1
+                log.warning(
+                    "schedule of %s missed its %s slot by %s: skipped",
+                    entry.workflow,
+                    slot.isoformat(),
+                    now - slot,
+                )
+                continue
+            self.fired += 1
+            try:
+                await self.fire(entry, slot)
+            except Exception:
+                log.exception("schedule of %s could not start an execution", entry.workflow)
 
     async def run(self) -> None:
         """Fire slots as they come, until cancelled."""

@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 from agentflowd.engine.triggers import (
+    ScheduleEntry,
     Scheduler,
     TriggerIndex,
+    TriggerTable,
     resolve_secret,
     signature_ok,
 )
 from agentflowd.manifest import canonical_dict, load_sources, spec_hash
-from agentflowd.manifest.cron import normalize_cron
+from agentflowd.manifest.cron import CronSchedule, normalize_cron, parse_cron
 from agentflowd.manifest.load import SourceFile
 from agentflowd.store import HistoryAction, MemoryStore, Origin, StoredWorkflow, WorkflowWrite
 from sandbox import SandboxEngine
@@ -94,6 +96,47 @@ def test_each_slot_fires_once_across_restarts_and_late_slots_are_skipped(tmp_pat
             # a suspended workflow has no triggers
             h.store.set_suspended("cron", True, now=datetime.now(UTC))
             assert TriggerIndex().refresh(h.store).schedules == ()
+
+    asyncio.run(main())
+
+
+def test_a_tick_computes_next_slots_only_for_the_schedules_that_fired(monkeypatch):
+    computed: list[str] = []
+    real = CronSchedule.next_fire_times
+
+    def counted(self: CronSchedule, after: datetime, count: int = 3) -> list[datetime]:
+        computed.append(self.expression)
+        return real(self, after, count)
+
+    monkeypatch.setattr(CronSchedule, "next_fire_times", counted)
+    # 300 workflows, one fires at each minute past nine (w0 at 09:00, w1 at 09:01, ...)
+    table = TriggerTable.build(
+        ((), (ScheduleEntry(f"w{i}", 0, parse_cron(f"{i % 60} {9 + i // 60} * * *", "UTC")),))
+        for i in range(300)
+    )
+    fired: list[tuple[str, datetime]] = []
+
+    async def fire(entry: ScheduleEntry, slot: datetime) -> None:
+        fired.append((entry.workflow, slot))
+
+    async def main() -> None:
+        clock = Clock(datetime(2026, 11, 24, 8, 59, 30, tzinfo=UTC))
+        scheduler = Scheduler(fire, clock=clock, misfire_grace=timedelta(minutes=5))
+        scheduler.update(table)
+        assert len(computed) == 300  # once each, as they are added
+        assert await scheduler.tick() == pytest.approx(30) and fired == []
+        scheduler.update(table)  # a reconcile pass that changed nothing
+        assert len(computed) == 300
+        clock.now = datetime(2026, 11, 24, 9, 2, tzinfo=UTC)
+        await scheduler.tick()
+        assert [w for w, _ in fired] == ["w0", "w1", "w2"]  # in slot order
+        assert [slot.minute for _, slot in fired] == [0, 1, 2]
+        assert len(computed) == 303  # only the three that fired looked for their next slot
+        changed = TriggerTable.build(
+            [((), (ScheduleEntry("w299", 0, parse_cron("*/5 * * * *", "UTC")),))]
+        )
+        scheduler.update(changed)  # a new cron for w299: its next slot is 09:05
+        assert await scheduler.tick() == pytest.approx(180)
 
     asyncio.run(main())
 
