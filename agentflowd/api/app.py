@@ -105,7 +105,7 @@ def head_summary(h: WorkflowHead) -> dict[str, Any]:
 
 def workflow_summary(w: StoredWorkflow) -> dict[str, Any]:
     """The list view of a workflow read whole."""
-    return head_summary(w.head())
+    return head_summary(w.head(listing=True))
 
 
 def _next_fire_times(spec: dict[str, Any], now: datetime) -> list[dict[str, Any]]:

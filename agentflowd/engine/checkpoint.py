@@ -105,8 +105,9 @@ class WalCheckpointer:
         try:
             if self._raw is None:
                 self._raw = self.engine.raw_connection()
-            frames, _copied = self._passive()
-            if hold and frames >= MAX_FRAMES:  # under steady load it would never start over
+            if (
+                self._passive() >= MAX_FRAMES and hold
+            ):  # under steady load it would never start over
                 with self.pause():
                     self._passive()
             self.checkpoints += 1
@@ -117,12 +118,12 @@ class WalCheckpointer:
                     self._raw.close()
                 self._raw = None
 
-    def _passive(self) -> tuple[int, int]:
-        """One ``PASSIVE`` checkpoint: the frames in the log, and how many are copied."""
+    def _passive(self) -> int:
+        """One ``PASSIVE`` checkpoint; how many frames the log held."""
         cursor = self._raw.cursor()
         try:
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            _busy, frames, copied = cursor.fetchone()
+            _busy, frames, _copied = cursor.fetchone()
         finally:
             cursor.close()
-        return int(frames), int(copied)
+        return int(frames)

@@ -115,14 +115,16 @@ class _Run:
             found = self.texts[name] = json.dumps(self.outputs.get(name))
         return found
 
+    def outputs_text(self, names: Iterable[str]) -> str:
+        """``{name: output}`` of steps ``names`` as JSON text, their outputs spliced in as the
+        text their agents returned: a large output is never encoded again."""
+        return "{" + ", ".join(f"{json.dumps(n)}: {self.text(n)}" for n in names) + "}"
+
     def payload(self, depends_on: Iterable[str]) -> str:
-        """What a step gets: ``{"input": ..., "steps": {dependency: output}}`` as JSON text.
-        Outputs are spliced in as the text their agents returned, so a large output is
-        never encoded again on its way to the next step (nor into the journal)."""
+        """What a step gets: ``{"input": ..., "steps": {dependency: output}}`` as JSON text."""
         if self.input_text is None:
             self.input_text = json.dumps(self.record.input)
-        steps = ", ".join(f"{json.dumps(dep)}: {self.text(dep)}" for dep in depends_on)
-        return f'{{"input": {self.input_text}, "steps": {{{steps}}}}}'
+        return f'{{"input": {self.input_text}, "steps": {self.outputs_text(depends_on)}}}'
 
     def ready(self) -> list[str]:
         """Pending steps whose dependencies have all succeeded."""
@@ -692,11 +694,7 @@ class Engine:
         output = {n: run.outputs.get(n) for n in sinks} if final == "succeeded" else None
         # recorded from the outputs' texts, as the steps' own outputs are (a number such as
         # 1e400 decodes to inf, which would be encoded as Infinity: not JSON)
-        recorded = (
-            RawJson("{" + ", ".join(f"{json.dumps(n)}: {run.text(n)}" for n in sinks) + "}")
-            if output is not None
-            else None
-        )
+        recorded = RawJson(run.outputs_text(sinks)) if output is not None else None
         changes.append(
             Change(
                 execution_id=run.id,

@@ -182,9 +182,10 @@ class Intake:
             for index, found in enumerate(resolved):
                 entry = slots[index]
                 if found and entry is not None and entry.spec_hash is not None:
+                    # (the entry is kept in the value: its id is not reused while cached)
                     key = (id(entry), found)
                     known = self._versions.get(key)
-                    if known is None or known[0] is not entry:  # (an id can be reused)
+                    if known is None:
                         versioned = replace(
                             entry, images=found, spec_hash=combined_hash(entry.spec_hash, found)
                         )

@@ -97,8 +97,8 @@ class StoredWorkflow:
         """True when auto-sync must leave this workflow alone (after a rollback)."""
         return self.pinned_revision is not None
 
-    def head(self, *, listing: bool = True) -> WorkflowHead:
-        """This workflow without its spec."""
+    def head(self, *, listing: bool = False) -> WorkflowHead:
+        """This workflow without its spec (``listing``: as :meth:`Store.workflow_heads`)."""
         return WorkflowHead(
             name=self.name,
             origin=self.origin,
