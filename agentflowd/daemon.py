@@ -262,7 +262,7 @@ class Daemon:
 
     async def _start_engine(self) -> None:
         """The sandbox, the journal and the engine; resume what a previous run left."""
-        from agentflowd.engine import Engine, Journal, StepRunner
+        from agentflowd.engine import Engine, Journal, StepRunner, SystemClock
         from agentflowd.store import SqlStore
         from sandbox import SandboxEngine
         from sandbox.isolate import ProcessSandbox
@@ -287,9 +287,9 @@ class Daemon:
         )
         self.engine = Engine(
             store=self.store,
-            journal=self.journal,
+            log=self.journal,
             runner=runner,
-            clock=self.clock,
+            clock=SystemClock(self.clock),
             workers=self.config.workers,
             observer=_MetricsObserver(self.metrics),
         )

@@ -1,6 +1,6 @@
 """The durable record of executions: events appended with the state they produce, group-committed.
 
-Every transition is written as one :class:`Change`: an event for the execution's history
+Every transition is written as one :class:`LogEntry`: an event for the execution's history
 (``execution_events``, ``seq`` numbered per execution) plus the rows it updates (``executions``,
 ``step_runs``), in one transaction. One writer thread owns the writes and commits whatever has
 queued up since its last commit in a single transaction (group commit: the research floor shows
@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,112 +28,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from agentflowd.engine.checkpoint import WalCheckpointer
+from agentflowd.engine.log import CommitHook
+from agentflowd.engine.records import (
+    EventRecord,
+    ExecutionRecord,
+    LogEntry,
+    RawJson,
+    StepRecord,
+    Then,
+)
+from agentflowd.engine.states import UNFINISHED
 from agentflowd.errors import NotFound
 from agentflowd.store.tables import Timestamp, execution_events, executions, step_runs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Change", "EventRecord", "ExecutionRecord", "Journal", "RawJson", "StepRecord"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExecutionRecord:
-    """An execution's materialized state."""
-
-    id: str
-    workflow: str
-    generation: int
-    spec: dict[str, Any]
-    images: dict[str, Any]
-    state: str
-    trigger: str
-    trigger_key: str | None
-    input: Any
-    output: Any
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    deadline_at: datetime | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepRecord:
-    """A step's latest attempt."""
-
-    execution_id: str
-    step: str
-    state: str
-    attempt: int
-    image: str
-    image_sha256: str | None
-    output: Any
-    error: str | None
-    log: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    next_attempt_at: datetime | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventRecord:
-    """One entry of an execution's history."""
-
-    execution_id: str
-    seq: int
-    at: datetime
-    type: str
-    step: str | None
-    attempt: int | None
-    data: Any
-
-
-@dataclass(kw_only=True)
-class Change:
-    """One transition: its event and the rows it sets (all in one transaction)."""
-
-    execution_id: str
-    type: str
-    at: datetime
-    step: str | None = None
-    attempt: int | None = None
-    data: Any = None
-    execution: dict[str, Any] = field(default_factory=dict)  # columns of executions to set
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> columns to set
-    create: tuple[ExecutionRecord, list[StepRecord]] | None = None  # a new execution
-
-    @classmethod
-    def step_event(
-        cls,
-        execution_id: str,
-        kind: str,
-        step: str,
-        *,
-        at: datetime,
-        attempt: int | None = None,
-        data: Any = None,
-        **columns: Any,
-    ) -> Change:
-        """The event ``step.KIND`` of ``step``, setting ``columns`` of its row (if any; the
-        row then records the event's ``attempt`` too: it holds the latest attempt)."""
-        if columns and attempt is not None:
-            columns["attempt"] = attempt
-        return cls(
-            execution_id=execution_id,
-            type=f"step.{kind}",
-            at=at,
-            step=step,
-            attempt=attempt,
-            data=data,
-            steps={step: columns} if columns else {},
-        )
+__all__ = ["Journal"]
 
 
 EVENT_COLUMNS = "execution_id, seq, at, type, step, attempt, data"
-#: What runs once a posted change is durable (or failed to be): gets the error or None.
-Then = Callable[[BaseException | None], None]
 Convert = Callable[[Any], Any]
-_Item = tuple[list[Change], Future[None] | None, Then | None]
+_Item = tuple[list[LogEntry], Future[None] | None, Then | None]
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -144,15 +58,6 @@ def _sqlite_time(value: datetime | None) -> str | None:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-class RawJson:
-    """A JSON column's value given as its JSON text (already valid): written as it is."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 def _json(value: Any) -> str | None:
@@ -214,9 +119,19 @@ class Journal:
     """Executions, steps and events in the store's database, written by one thread."""
 
     def __init__(
-        self, engine: Engine, *, max_batch: int = 1024, lazy_seconds: float = 0.01
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1024,
+        lazy_seconds: float = 0.01,
+        retry_initial: float = 0.05,
+        retry_max: float = 2.0,
+        close_seconds: float = 10.0,
     ) -> None:
         self.engine = engine
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.close_seconds = close_seconds
         self.max_batch = max_batch
         self.lazy_seconds = lazy_seconds
         # what waits for the next commit, in the order it was posted; "urgent" when something
@@ -238,6 +153,12 @@ class Journal:
         self._checkpointer = WalCheckpointer(engine, self._paused) if self._sqlite else None
         dbapi: Any = engine.dialect.dbapi
         self._integrity: type[Exception] = dbapi.IntegrityError
+        self._operational: type[Exception] = dbapi.OperationalError
+        self._interface: type[Exception] = dbapi.InterfaceError
+        #: the error while the database is away (None when it answers)
+        self.unavailable: BaseException | None = None
+        self._retrying = threading.Event()  # set by close: stop sleeping between retries
+        self._abandon_at = float("inf")
         mark, data = ("?", "?") if self._sqlite else ("%s", "%s::jsonb")
         marks = ", ".join([mark] * 6 + [data])
         self._event_sql = f"INSERT INTO execution_events ({EVENT_COLUMNS}) VALUES ({marks})"  # noqa: S608
@@ -256,12 +177,16 @@ class Journal:
         }
         #: called on the writer thread after each commit with the ``then`` callbacks of what
         #: it committed (the engine runs them on its loop); without it they run right there
-        self.on_commit: Callable[[list[tuple[Then, BaseException | None]]], None] | None = None
+        self.on_commit: CommitHook | None = None
         self._thread = threading.Thread(target=self._loop, name="agentflow-journal", daemon=True)
         self._thread.start()  # last: it reads the attributes above
 
     def close(self) -> None:
-        """Finish what is queued, then stop the writer."""
+        """Finish what is queued, then stop the writer. While the database is away, what is
+        queued is retried for ``close_seconds`` more, then given up: it is lost as a crash
+        would lose it (the steps it records run again after a restart)."""
+        self._abandon_at = time.monotonic() + self.close_seconds
+        self._retrying.set()  # a writer sleeping between retries looks again now
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -276,13 +201,15 @@ class Journal:
         taken: the trigger already started an execution, and nothing was written."""
         return record.trigger_key is not None and isinstance(error, self._integrity)
 
-    def write(self, changes: list[Change]) -> Future[None]:
+    def write(self, changes: list[LogEntry]) -> Future[None]:
         """Queue ``changes`` for the next group commit; the future is done once durable."""
         done: Future[None] = Future()
         self._put((changes, done, None), lazy=False)
         return done
 
-    def post(self, changes: list[Change], then: Then | None = None, *, lazy: bool = False) -> None:
+    def post(
+        self, changes: list[LogEntry], then: Then | None = None, *, lazy: bool = False
+    ) -> None:
         """Queue ``changes`` for the next group commit, without a future (the engine's hot
         path): ``then(error)`` is handed to :attr:`on_commit` once the commit is done.
 
@@ -293,7 +220,7 @@ class Journal:
         """
         self._put((changes, None, then), lazy=lazy)
 
-    def commit_here(self, changes: list[Change], then: Then) -> None:
+    def commit_here(self, changes: list[LogEntry], then: Then) -> None:
         """Post ``changes`` and, when no commit is under way, commit them on this thread now.
 
         For a step thread recording its step's success: when the journal is idle this saves
@@ -437,7 +364,7 @@ class Journal:
         whole = not (broken and any(c.execution_id in broken for c in flat))
         if whole:
             try:
-                self._transaction(flat)
+                self._durably(flat)
                 errors = [None] * len(batch)
             except Exception:  # one bad change must not sink the others: one by one, below
                 whole = False
@@ -452,7 +379,7 @@ class Journal:
                     errors.append(earlier)
                     continue
                 try:
-                    self._transaction(changes)
+                    self._durably(changes)
                 except Exception as exc:
                     errors.append(exc)
                     for change in changes:
@@ -511,7 +438,49 @@ class Journal:
         finally:
             cursor.close()
 
-    def _transaction(self, changes: list[Change]) -> None:
+    def _durably(self, changes: list[LogEntry]) -> None:
+        """:meth:`_transaction`, retried while the database is away (a connection refused or
+        lost, a locked file): a transition is delayed by an outage of any length, never
+        dropped, and the commit slot is held meanwhile, so order is kept and what is posted
+        waits behind it. Other errors (a constraint, a bug) are raised at once."""
+        delay = self.retry_initial
+        failing_since: float | None = None
+        while True:
+            try:
+                self._transaction(changes)
+            except Exception as exc:
+                if not self._transient(exc) or time.monotonic() >= self._abandon_at:
+                    raise
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    self.unavailable = exc
+                    log.warning("the database is unavailable, retrying the journal: %s", exc)
+                if self._retrying.wait(delay):
+                    self._retrying.clear()  # (woken by close: retry once at once)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if failing_since is not None:
+                self.unavailable = None
+                log.warning(
+                    "the database is back: the journal recorded what waited %.1f s",
+                    time.monotonic() - failing_since,
+                )
+            return
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database is away for now (not that the change is bad)."""
+        if isinstance(exc, sa.exc.DBAPIError):  # (opening a connection goes through the pool)
+            if exc.connection_invalidated:
+                return True
+            exc = exc.orig if exc.orig is not None else exc
+        if self._sqlite:  # sqlite3 also calls a missing column an OperationalError
+            text = str(exc).lower()
+            return isinstance(exc, self._operational) and any(
+                word in text for word in ("locked", "busy", "unable to open", "disk i/o")
+            )
+        return isinstance(exc, (self._operational, self._interface))
+
+    def _transaction(self, changes: list[LogEntry]) -> None:
         raw = self._writer()
         seen = {c.execution_id for c in changes}
         try:
@@ -611,7 +580,7 @@ class Journal:
         self._seq[execution_id] = seq
         return seq
 
-    def _apply(self, cursor: Any, changes: list[Change]) -> None:
+    def _apply(self, cursor: Any, changes: list[LogEntry]) -> None:
         # rows created in this batch, and every row's updates merged in order (a later change
         # of the same column wins, as it would have in its own statement): a step started
         # and finished within one commit costs one UPDATE, or none when it was created too
@@ -639,7 +608,7 @@ class Journal:
                     execution_id,
                     self._next_seq(cursor, execution_id),
                     convert_time(at) if convert_time is not None else at,
-                    change.type,
+                    str(change.type),
                     change.step,
                     change.attempt,
                     None if change.data is None else json.dumps(change.data),
@@ -701,7 +670,7 @@ class Journal:
         """Executions a restart must resume (queued or running), oldest first."""
         query = (
             sa.select(executions)
-            .where(executions.c.state.in_(("queued", "running")))
+            .where(executions.c.state.in_([s.value for s in UNFINISHED]))
             .order_by(executions.c.created_at, executions.c.id)
         )
         with self.engine.connect() as conn:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agentflowd.engine.journal import Change, ExecutionRecord, Journal
+from agentflowd.engine import ExecutionRecord, Journal, LogEntry
 from agentflowd.store import SqlStore, migrate
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def created(execution_id: str) -> Change:
+def created(execution_id: str) -> LogEntry:
     """The change that creates a running execution (no steps) of workflow ``w``."""
     record = ExecutionRecord(
         id=execution_id,
@@ -33,7 +33,9 @@ def created(execution_id: str) -> Change:
         finished_at=None,
         deadline_at=None,
     )
-    return Change(execution_id=execution_id, type="execution.running", at=NOW, create=(record, []))
+    return LogEntry(
+        execution_id=execution_id, type="execution.running", at=NOW, create=(record, [])
+    )
 
 
 @pytest.fixture

@@ -109,9 +109,8 @@ async def harness(
     )
     engine = Engine(
         store=store,
-        journal=journal,
+        log=journal,
         runner=runner,
-        clock=lambda: datetime.now(UTC),
         workers=workers,
     )
     await engine.start()

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from agentflowd.engine import checkpoint
-from agentflowd.engine.journal import Change, Journal
+from agentflowd.engine import Journal, LogEntry, checkpoint
 from agentflowd.store import SqlStore, migrate
 from tests.engine.conftest import NOW
 from tests.waiting import wait_for
 
 
-def note(i: int) -> Change:
-    return Change(execution_id="e1", type="note", at=NOW, data={"i": i, "pad": "x" * 3000})
+def note(i: int) -> LogEntry:
+    return LogEntry(execution_id="e1", type="note", at=NOW, data={"i": i, "pad": "x" * 3000})
 
 
 def wal_bytes(journal: Journal) -> int:

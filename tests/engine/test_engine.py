@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from agentflowd.engine import Journal
-from agentflowd.engine.journal import Change
+from agentflowd.engine import Journal, LogEntry
 from agentflowd.store import SqlStore, migrate
 from agentflowd.store.tables import metadata, step_runs
 from sandbox import SandboxEngine
@@ -395,7 +394,7 @@ def test_lazy_changes_are_committed_without_another_write(db_url, parts):
             done = await h.engine.wait((await h.engine.run("chain", 1)).id)
             committed = threading.Event()
             h.journal.on_commit = None  # thens run on the writer thread
-            note = Change(execution_id=done.id, type="step.host_call", at=done.created_at)
+            note = LogEntry(execution_id=done.id, type="step.host_call", at=done.created_at)
             h.journal.post([note], lambda _error: committed.set(), lazy=True)
             assert committed.wait(10)  # the writer's own timer (lazy_seconds) committed it
             assert events(h, done.id)[-1] == ("step.host_call", None)
@@ -414,7 +413,7 @@ def test_commits_from_many_threads_keep_the_order_of_posting(db_url, parts):
 
             def writer(t: int) -> None:
                 for n in range(50):
-                    note = Change(
+                    note = LogEntry(
                         execution_id=done.id, type="note", at=done.created_at, data=[t, n]
                     )
                     if n % 2:

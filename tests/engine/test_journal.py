@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 
-from agentflowd.engine.journal import Change, Journal
+from agentflowd.engine import Journal, LogEntry
 from agentflowd.store import SqlStore, migrate
 from tests.engine.conftest import NOW, created
 from tests.waiting import wait_for
 
 
-def note(kind: str) -> Change:
-    return Change(execution_id="e1", type=kind, at=NOW)
+def note(kind: str) -> LogEntry:
+    return LogEntry(execution_id="e1", type=kind, at=NOW)
 
 
 def types(journal: Journal) -> list[str]:
@@ -23,7 +23,7 @@ def test_a_lazy_post_after_a_commit_on_another_thread_still_goes_within_its_time
     gate = threading.Event()
     real = journal._transaction
 
-    def held(changes: list[Change]) -> None:  # a commit that takes as long as the test says
+    def held(changes: list[LogEntry]) -> None:  # a commit that takes as long as the test says
         assert gate.wait(10)
         real(changes)
 
@@ -100,7 +100,7 @@ def test_a_post_made_while_another_commits_after_close_is_committed_by_that_thre
     entered, release = threading.Event(), threading.Event()
     real = journal._transaction
 
-    def slow(changes: list[Change]) -> None:
+    def slow(changes: list[LogEntry]) -> None:
         if any(c.type == "first" for c in changes):
             entered.set()
             release.wait(10)
@@ -136,7 +136,7 @@ def test_the_prefix_rule_holds_across_the_chunks_of_a_batch(tmp_path):
     journal = Journal(store.engine, max_batch=2)
     try:
         journal.write([created("e1")]).result(timeout=10)
-        bad = Change(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
+        bad = LogEntry(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
         with journal._paused():  # one batch of three, committed in chunks of two
             results = [journal.write([note("before")]), journal.write([bad])]
             results.append(journal.write([note("after")]))
@@ -149,7 +149,7 @@ def test_the_prefix_rule_holds_across_the_chunks_of_a_batch(tmp_path):
 
 
 def test_an_executions_later_changes_are_not_recorded_without_its_earlier_ones(journal):
-    bad = Change(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
+    bad = LogEntry(execution_id="e1", type="bad", at=NOW, steps={"s": {"no_such_column": 1}})
     with journal._paused():  # all four go in one batch, which fails and is retried one by one
         results = [
             journal.write([note("before")]),

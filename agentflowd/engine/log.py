@@ -1,0 +1,100 @@
+"""The execution-log port: what the engine needs of the place executions are recorded.
+
+Two implementations keep one contract (``tests/engine/test_log_contract.py`` runs it on each):
+:class:`~agentflowd.engine.journal.Journal`, the SQL log (SQLite or PostgreSQL, group
+commit), and :class:`~agentflowd.engine.memlog.MemoryLog`, its in-memory twin, on which the
+engine's tests run in milliseconds without a database (APScheduler's ``abc.DataStore`` and
+``datastores/memory.py`` are the model).
+
+The contract:
+
+* entries posted are recorded in posting order, each with its event numbered ``seq`` 1, 2, ...
+  per execution; an entry and the rows it sets are recorded together or not at all;
+* ``then`` callbacks get None once their entries are durable, or the error that kept them out;
+  they are handed to :attr:`ExecutionLog.on_commit` (the engine runs them on its loop), in
+  posting order;
+* a transient failure of the store (a connection refused or lost, a locked database) delays
+  entries, never drops them: they are retried until recorded, and their callbacks wait;
+* an entry whose execution had an earlier entry refused in the same write is refused too (an
+  execution's history never has a hole);
+* an entry creating an execution whose trigger key is taken is refused, and
+  :meth:`ExecutionLog.duplicate` says so;
+* ``lazy`` entries may wait for the next commit, at most ``lazy_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Protocol
+
+from agentflowd.engine.records import (
+    EventRecord,
+    ExecutionRecord,
+    LogEntry,
+    StepRecord,
+    Then,
+)
+
+__all__ = ["CommitHook", "ExecutionLog"]
+
+#: Called after each commit with the callbacks of what it committed, and their errors.
+CommitHook = Callable[[list[tuple[Then, BaseException | None]]], None]
+
+
+class ExecutionLog(Protocol):
+    """Executions, their steps and their history: written by posting entries, read directly."""
+
+    on_commit: CommitHook | None
+
+    @property
+    def unavailable(self) -> BaseException | None:
+        """Why entries wait while the store is away (None while it answers)."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def post(
+        self, entries: list[LogEntry], then: Then | None = None, *, lazy: bool = False
+    ) -> None:
+        """Queue ``entries`` for the next commit; ``then(error)`` once it is done."""
+
+    def commit_here(self, entries: list[LogEntry], then: Then) -> None:
+        """Post ``entries`` and commit them on this thread when no commit is under way (a step
+        thread recording its success saves two hand-offs); else they join the next commit."""
+
+    def write(self, entries: list[LogEntry]) -> Future[None]:
+        """Post ``entries``; the future is done once they are durable (for callers off the
+        engine's loop)."""
+
+    def duplicate(self, record: ExecutionRecord, error: BaseException) -> bool:
+        """Whether ``error`` (from creating ``record``) means its trigger key is taken."""
+
+    def forget(self, execution_id: str) -> None:
+        """Drop what is kept in memory for a finished execution."""
+
+    def close(self) -> None:
+        """Record what is queued (while the store answers), then stop."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def execution(self, execution_id: str) -> ExecutionRecord:
+        """One execution (:class:`~agentflowd.errors.NotFound` when there is none)."""
+
+    def executions(
+        self, *, workflow: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[ExecutionRecord]:
+        """Executions, newest first."""
+
+    def unfinished(self) -> list[ExecutionRecord]:
+        """Executions someone must drive (queued or running), oldest first."""
+
+    def steps(self, execution_id: str) -> list[StepRecord]:
+        """Every step of an execution, by name."""
+
+    def events(
+        self, execution_id: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[EventRecord]:
+        """An execution's history from ``seq > after``, in order."""
+
+    def by_trigger_key(self, key: str) -> ExecutionRecord | None:
+        """The execution a trigger key started, if any."""
