@@ -101,6 +101,26 @@ class DaemonConfig(BaseModel):
         default=False,
         description="Answer the routes of unconfigured LLM providers with the mock provider.",
     )
+    lease: Duration = Field(
+        default="10s",
+        validate_default=True,
+        description="Several daemons on one PostgreSQL: how long a node's and the leader's "
+        "leases last; a dead node's work is taken over this long after its last renewal.",
+    )
+    node_name: str | None = Field(
+        default=None,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Names this daemon among others (default: the host name); a pid and a "
+        "random part are added, so each start is a new node.",
+    )
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=5):
+            raise ValueError("lease must be between 1s and 5m")
+        return value
 
     @field_validator("router")
     @classmethod

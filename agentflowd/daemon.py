@@ -31,6 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentflowd.cluster import NodeRole
+from agentflowd.cluster.listen import Channel, Listener
+from agentflowd.cluster.listen import notify as cluster_notify
+from agentflowd.cluster.membership import Membership
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.engine.engine import EngineObserver
 from agentflowd.engine.triggers import TriggerIndex, TriggerTable
@@ -51,6 +55,8 @@ from agentflowd.store import Store, open_store
 from router import Budgets, Router, RouterError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from agentflowd.engine import Engine, Journal
     from agentflowd.engine.triggers import ScheduleEntry, Scheduler
     from sandbox import SandboxEngine
@@ -103,6 +109,11 @@ class Daemon:
         self.webhook_secret: str | None = None
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
+        self.membership: Membership | None = None
+        self._listener: Listener | None = None
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self._recovered = False  # interrupted revisions marked (by the first leader pass)
+        self._database: sa.Engine | None = None  # the store's SQL engine, once the engine runs
 
     # -- what the API uses ------------------------------------------------------------------
 
@@ -111,12 +122,23 @@ class Daemon:
         """True once the database, the source and the listener are up."""
         return self._ready
 
+    @property
+    def role(self) -> NodeRole:
+        """Leader (reconciles, schedules, posts statuses) or follower (API and steps)."""
+        return self.membership.role if self.membership is not None else NodeRole.FOLLOWER
+
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run ``fn`` on the git thread."""
         return asyncio.get_running_loop().run_in_executor(self._git, fn)
 
     def request_sync(self, noticed_at: float | None = None) -> None:
-        """Ask for a reconcile pass now (a watch event, a webhook, an operator)."""
+        """Ask for a reconcile pass now (a watch event, a webhook, an operator); on a
+        follower, the leader is asked (safe from any thread)."""
+        if self.role is not NodeRole.LEADER and self._database is not None:
+            threading.Thread(
+                target=_quietly, args=(cluster_notify, self._database, Channel.SYNC), daemon=True
+            ).start()
+            return
         if self._noticed_at is None:
             self._noticed_at = noticed_at or time.monotonic()
         self._wake.set()
@@ -149,6 +171,10 @@ class Daemon:
         )
         self.webhook_secret = _read_secret(cfg)
         self.router = _make_router(cfg, self.store, metrics=self.metrics)
+
+    def _recover(self) -> None:
+        """Mark revisions a previous leader left half-applied (on the git thread, by a new
+        leader before its first pass: a follower must not mark the leader's pass)."""
         for record in self.reconciler.recover():
             log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
 
@@ -228,19 +254,16 @@ class Daemon:
         self._ready = True
         log.info("agentflowd listening on %s", self._api_url())
         notify("READY=1", f"STATUS=listening on {self._api_url()}")
-        tasks = [
-            asyncio.create_task(self._reconcile_loop()),
-            asyncio.create_task(self._watchdog()),
-        ]
-        if self.scheduler is not None:
-            tasks.append(asyncio.create_task(self.scheduler.run()))
-        if not self.reconciler.source.remote:
-            tasks.append(asyncio.create_task(self._watch_local()))
+        tasks = [asyncio.create_task(self._watchdog())]
+        if self.membership is not None:
+            tasks.append(asyncio.create_task(self.membership.run()))
+            self._on_role(self.membership.role)
         try:
             await self._stop.wait()
         finally:
             notify("STOPPING=1")
             log.info("agentflowd stopping")
+            await self._stop_leading()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -262,6 +285,7 @@ class Daemon:
 
     async def _start_engine(self) -> None:
         """The sandbox, the journal and the engine; resume what a previous run left."""
+        from agentflowd.cluster import SqlCoordinator, new_node_id
         from agentflowd.engine import Engine, Journal, StepRunner, SystemClock
         from agentflowd.store import SqlStore
         from sandbox import SandboxEngine
@@ -285,17 +309,42 @@ class Daemon:
             today=lambda: self.clock().date(),
             isolation=self.config.isolation,
         )
+        clock = SystemClock(self.clock)
+        self._database = self.store.engine
+        coordinator = SqlCoordinator(
+            self.store.engine,
+            lease_seconds=self.config.lease.total_seconds(),
+            node=new_node_id(self.config.node_name),
+            now=self.clock,
+        )
         self.engine = Engine(
             store=self.store,
             log=self.journal,
             runner=runner,
-            clock=SystemClock(self.clock),
+            clock=clock,
             workers=self.config.workers,
             observer=_MetricsObserver(self.metrics),
+            node=coordinator.node,
+            fence=not coordinator.single,
         )
-        resumed = await self.engine.start()
-        if resumed:
-            log.info("resumed %d unfinished execution(s)", resumed)
+        await self.engine.start(resume=False)
+        self.membership = Membership(
+            coordinator, self.engine, clock=clock, on_role=self._on_role_soon
+        )
+        resumed = await self.membership.start()
+        log.info(
+            "node %s joined as %s; resumed %d unfinished execution(s)",
+            coordinator.node,
+            self.membership.role.value,
+            resumed,
+        )
+        if not coordinator.single:
+            self._listener = Listener(
+                self.store.engine,
+                [Channel.WORK, Channel.SYNC, Channel.WORKFLOWS],
+                self._notified,
+                asyncio.get_running_loop(),
+            )
         from agentflowd.engine.triggers import Scheduler
 
         self.scheduler = Scheduler(self._fire_schedule, clock=self.clock)
@@ -306,14 +355,53 @@ class Daemon:
             ).start()
 
     async def _stop_engine(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         if self.engine is not None:
             await self.engine.close()
+        if self.membership is not None:  # hand what it drove over to the other nodes
+            await self.membership.stop()
         if self.journal is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.journal.close)
         if self.processes is not None:
             self.processes.close()
         if self.sandbox is not None:
             self.sandbox.close()
+
+    def _on_role_soon(self, role: NodeRole) -> None:
+        """The membership's role changed (called on the loop)."""
+        if self._ready or role is NodeRole.FOLLOWER:  # (before run() the tasks start there)
+            self._on_role(role)
+
+    def _on_role(self, role: NodeRole) -> None:
+        """Start what only the leader runs, or stop it."""
+        if role is NodeRole.LEADER and not self._leader_tasks:
+            log.info("leading: reconciling, scheduling and posting statuses")
+            self._leader_tasks = [asyncio.create_task(self._reconcile_loop())]
+            if self.scheduler is not None:
+                self._leader_tasks.append(asyncio.create_task(self.scheduler.run()))
+            if not self.reconciler.source.remote:
+                self._leader_tasks.append(asyncio.create_task(self._watch_local()))
+        elif role is NodeRole.FOLLOWER and self._leader_tasks:
+            log.warning("no longer leading: the reconciler and the scheduler stop here")
+            asyncio.ensure_future(self._stop_leading())
+
+    async def _stop_leading(self) -> None:
+        tasks, self._leader_tasks = self._leader_tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _notified(self, channel: Channel, _payload: str) -> None:
+        """A notification from another node (on the loop)."""
+        if channel is Channel.WORK and self.membership is not None:
+            self.membership.wake()
+        elif channel is Channel.SYNC and self.role is NodeRole.LEADER:
+            self.request_sync()
+        elif channel is Channel.WORKFLOWS:
+            self.refresh_triggers()
 
     async def _reconcile_loop(self) -> None:
         """Pass on every wake-up (watch, webhook, API), and at least every poll interval."""
@@ -322,7 +410,10 @@ class Daemon:
             # jitter, so a fleet of daemons does not poll a forge in lockstep
             return time.monotonic() + self.config.poll_seconds * random.uniform(0.9, 1.1)  # noqa: S311
 
-        self.request_sync()  # a first pass at start
+        if not self._recovered:
+            await self.run_git(self._recover)
+            self._recovered = True
+        self.request_sync()  # a first pass at start (and when this node becomes leader)
         due = next_poll()
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
@@ -364,6 +455,10 @@ class Daemon:
             self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
         await self._publish_status(outcome)
         self.refresh_triggers()
+        if self._database is not None and self._database.dialect.name == "postgresql":
+            await asyncio.get_running_loop().run_in_executor(
+                None, _quietly, cluster_notify, self._database, Channel.WORKFLOWS
+            )
 
     def refresh_triggers(self) -> None:
         """Rebuild the trigger table from the store (after applying, suspend, rollback...).
@@ -606,6 +701,14 @@ def _make_router(
         fate = "the mock provider answers its routes" if cfg.llm_mock else "its routes are skipped"
         log.warning("LLM provider %s is not configured (%s): %s", name, why, fate)
     return router
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn``; a failure is logged, not raised (a notification lost costs latency only)."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        log.warning("could not notify the other nodes: %s", exc)
 
 
 def _warm(python: PythonRuntime) -> None:

@@ -32,7 +32,7 @@ from agentflowd.engine import core
 from agentflowd.engine.clock import Clock, SystemClock, Timer
 from agentflowd.engine.core import Dag, Run, Signal
 from agentflowd.engine.log import ExecutionLog
-from agentflowd.engine.records import ExecutionRecord, LogEntry, Then
+from agentflowd.engine.records import ExecutionRecord, FencedOut, LogEntry, Then
 from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob
 from agentflowd.engine.states import TERMINAL, EventType, ExecutionState
 from agentflowd.engine.workers import StepThreads
@@ -94,6 +94,7 @@ class _Live:
     agents: dict[str, Agent]
     deadline: float  # monotonic: the sandbox cuts step timeouts to it
     limit: int  # its workflow version's maxConcurrentExecutions
+    owner: str | None = None  # the node its entries are fenced by (None: not fenced)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     recorded: asyncio.Event = field(default_factory=asyncio.Event)  # its end's commit is over
     timers: list[Timer] = field(default_factory=list)
@@ -119,7 +120,14 @@ class Engine:
         workers: int = 4,
         observer: EngineObserver | None = None,
         jitter: Callable[[], float] = _jitter,
+        node: str | None = None,
+        fence: bool = False,
     ) -> None:
+        #: the node this engine is (the owner of the executions it creates), and whether its
+        #: entries are fenced: several nodes share the log, and one that lost an execution to
+        #: another must not write over it
+        self.node = node
+        self.fence = fence
         self.observer = observer or EngineObserver()
         self.store = store
         self.log = log
@@ -142,8 +150,10 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> int:
-        """Resume every execution a previous run left unfinished; returns how many."""
+    async def start(self, *, resume: bool = True) -> int:
+        """Start the step threads; with ``resume``, drive every execution a previous run
+        left unfinished (one node alone; several nodes :meth:`adopt` what they claim).
+        Returns how many it resumed."""
         self._loop = loop = asyncio.get_running_loop()
         self._threads = StepThreads(self.workers, self._work, self._delivered, loop)
 
@@ -154,10 +164,60 @@ class Engine:
                     loop.call_soon_threadsafe(self._committed, thens)
 
         self.log.on_commit = committed
+        if not resume:
+            return 0
         unfinished = await self._db(self.log.unfinished)
-        for record in unfinished:
-            await self._resume(record)
-        return len(unfinished)
+        return await self.adopt(unfinished)
+
+    async def adopt(self, records: list[ExecutionRecord]) -> int:
+        """Drive these unfinished executions from their rows (claimed by this node: their
+        previous node stopped); returns how many it took (not those it drives already)."""
+        taken = 0
+        for record in records:
+            if record.id in self._runs or self._closing:
+                continue
+            try:
+                await self._resume(record)
+            except Exception:  # one broken execution must not keep the others stranded
+                log.exception("cannot resume execution %s", record.id)
+                continue
+            taken += 1
+        return taken
+
+    def driven(self) -> list[str]:
+        """The executions this engine drives now."""
+        return list(self._runs)
+
+    def abandon(self, execution_ids: list[str] | None = None) -> list[str]:
+        """Stop driving executions without writing anything (another node owns them now, or
+        this node lost its lease): their timers stop, their running steps' ends are ignored,
+        their waiters read the store. Returns the ids dropped."""
+        ids = list(self._runs) if execution_ids is None else execution_ids
+        dropped = []
+        for execution_id in ids:
+            live = self._runs.get(execution_id)
+            if live is None:
+                continue
+            self._drop(live, FencedOut(execution_id, self.node or "", None))
+            dropped.append(execution_id)
+        if dropped:
+            log.warning("stopped driving %d execution(s) this node no longer owns", len(dropped))
+            self._report_active()
+        return dropped
+
+    def _drop(self, live: _Live, why: BaseException) -> None:
+        for timer in live.timers:
+            timer.cancel()
+        live.timers.clear()
+        live.unrecorded = why
+        live.done.set()
+        live.recorded.set()
+        self._runs.pop(live.id, None)
+        workflow = live.record.workflow
+        self._running.get(workflow, set()).discard(live.id)
+        waiting = self._queued.get(workflow, [])
+        if live.id in waiting:
+            waiting.remove(live.id)
 
     async def close(self) -> None:
         """Stop scheduling; wait briefly for running steps (they are re-run after a restart)."""
@@ -212,6 +272,9 @@ class Engine:
         )
         assert first.create is not None
         record = first.create[0]
+        if self.node is not None:
+            record = replace(record, owner=self.node)
+            first.create = (record, first.create[1])
         # take the slot (or the place in the queue) now, before the write yields to the loop:
         # concurrent starts must not all see the same free slot
         live = self._track(record, run, model)
@@ -290,6 +353,7 @@ class Engine:
             agents={str(a.name): a for a in model.spec.agents},
             deadline=self.clock.monotonic() + remaining,
             limit=model.spec.config.max_concurrent_executions,
+            owner=self.node if self.fence else None,
         )
         self._runs[record.id] = live
         if run.state is ExecutionState.RUNNING:
@@ -339,7 +403,7 @@ class Engine:
     def _carry_out(self, live: _Live, effects: list[core.Effect]) -> None:
         for effect in effects:
             if isinstance(effect, core.Record):
-                self.log.post(list(effect.entries), lazy=effect.lazy)
+                self._post(live, list(effect.entries), lazy=effect.lazy)
             elif isinstance(effect, core.Launch):
                 self._launch(live, effect)
             elif isinstance(effect, core.ArmRetry):
@@ -349,6 +413,24 @@ class Engine:
                 self.observer.step_finished(effect.result.value, effect.seconds)
             else:
                 self._finish(live, effect)
+
+    def _post(
+        self, live: _Live, entries: list[LogEntry], then: Then | None = None, *, lazy: bool = False
+    ) -> None:
+        """Post ``live``'s entries, fenced by its owner when several nodes share the log (a
+        refusal means another node owns it now: this one stops driving it)."""
+        if live.owner is not None:
+            for entry in entries:
+                entry.fence = live.owner
+            if then is None:
+                then = functools.partial(self._fenced, live)
+        self.log.post(entries, then, lazy=lazy)
+
+    def _fenced(self, live: _Live, error: BaseException | None) -> None:
+        if isinstance(error, FencedOut) and self._runs.get(live.id) is live:
+            log.warning("execution %s: %s; this node stops driving it", live.id, error)
+            self._drop(live, error)
+            self._report_active()
 
     def _retry_due(self, live: _Live, step: str) -> None:
         self._signal(live, core.RetryDue(step, self.clock.now()))
@@ -367,18 +449,18 @@ class Engine:
             input_json=launch.input_json,
             attempt=launch.attempt,
             deadline=live.deadline,
-            on_host_call=functools.partial(self._host_call, live.id, launch.step, launch.attempt),
+            on_host_call=functools.partial(self._host_call, live, launch.step, launch.attempt),
         )
         self._threads.submit((job, live), (live, launch.step, launch.attempt))
         self._busy += 1
         self._report_active()
 
-    def _host_call(self, execution_id: str, name: str, attempt: int, call: HostCall) -> None:
+    def _host_call(self, live: _Live, name: str, attempt: int, call: HostCall) -> None:
         """From a worker thread: journal an LLM or HTTP call as it happens."""
         self.log.post(
             [
                 LogEntry.step_event(
-                    execution_id,
+                    live.id,
                     EventType.STEP_HOST_CALL,
                     name,
                     at=self.clock.now(),
@@ -390,6 +472,7 @@ class Engine:
                         "request": call.request,
                         "response": call.response,
                     },
+                    fence=live.owner,
                 )
             ],
             lazy=True,
@@ -415,6 +498,7 @@ class Engine:
             data={"elapsed_ms": round(report.elapsed_seconds * 1000, 3), **report.counts},
             at=self.clock.now(),
         )
+        entry.fence = live.owner
         # durable before its dependents start: _succeeded runs on the loop once committed
         then = functools.partial(self._succeeded, live, name, attempt, text, report.elapsed_seconds)
         self.log.commit_here([entry], then)
@@ -472,6 +556,9 @@ class Engine:
     ) -> None:
         """A step's success is durable (on the loop): its dependents may start."""
         self._busy -= 1
+        if isinstance(error, FencedOut):
+            self._fenced(live, error)
+            return
         if error is not None:  # not recorded (and not for an outage: that is retried)
             log.error(
                 "execution %s: the success of step %s was not recorded: %s", live.id, name, error
@@ -496,12 +583,15 @@ class Engine:
 
         def settled(error: BaseException | None) -> None:
             self.log.forget(live.id)
-            if error is not None:
+            if isinstance(error, FencedOut):
+                log.warning("execution %s: its end was not recorded: %s", live.id, error)
+                live.unrecorded = error
+            elif error is not None:
                 live.unrecorded = error
                 log.error("execution %s: its end was not recorded: %s", live.id, error)
             live.recorded.set()
 
-        self.log.post(list(finish.entries), then=settled)
+        self._post(live, list(finish.entries), then=settled)
         output = json.loads(finish.output_text) if finish.output_text is not None else None
         live.record = replace(
             live.record,
@@ -588,10 +678,22 @@ class Engine:
             await live.recorded.wait()  # (commits keep posting order: all before it is durable)
             if live.unrecorded is None:
                 return live.record  # as the log now has it
-            # its end is not in the store: say what the store has
+            if not isinstance(live.unrecorded, FencedOut):
+                await self._flush()  # its end is not in the store: say what the store has
+                record: ExecutionRecord = await self._db(self.log.execution, execution_id)
+                return record
+        # driven by another node (or by this one again, later): its end is in the store
         await self._flush()
-        record: ExecutionRecord = await self._db(self.log.execution, execution_id)
-        return record
+        delay = 0.01
+        while True:
+            record = await self._db(self.log.execution, execution_id)
+            if record.state in TERMINAL:
+                return record
+            again = self._runs.get(execution_id)
+            if again is not None and again is not live:
+                return await self.wait(execution_id)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _flush(self) -> None:
         """Wait until everything posted so far is durable."""

@@ -32,6 +32,7 @@ from agentflowd.engine.log import CommitHook
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
+    FencedOut,
     LogEntry,
     RawJson,
     StepRecord,
@@ -43,7 +44,7 @@ from agentflowd.store.tables import Timestamp, execution_events, executions, ste
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "execution_from_row"]
 
 
 EVENT_COLUMNS = "execution_id, seq, at, type, step, attempt, data"
@@ -108,7 +109,13 @@ def _execution(row: RowMapping) -> ExecutionRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         deadline_at=row["deadline_at"],
+        owner=row["owner"],
     )
+
+
+def execution_from_row(row: RowMapping) -> ExecutionRecord:
+    """An ``executions`` row as the record it holds."""
+    return _execution(row)
 
 
 def _step(row: RowMapping) -> StepRecord:
@@ -590,6 +597,7 @@ class Journal:
         step_updates: dict[tuple[str, str], dict[str, Any]] = {}
         events = []
         convert_time = _sqlite_time if self._sqlite else None
+        self._check_fences(cursor, changes)
         for change in changes:
             execution_id = change.execution_id
             if change.create is not None:
@@ -633,6 +641,31 @@ class Journal:
         self._update(cursor, step_runs, ("execution_id", "step"), list(step_updates.items()))
         if events:
             cursor.executemany(self._event_sql, events)
+
+    def _check_fences(self, cursor: Any, changes: list[LogEntry]) -> None:
+        """Refuse the batch when one of its entries is fenced by a node that no longer owns
+        its execution (raises :class:`FencedOut`; the batch is then retried entry by entry,
+        so only that execution's entries are refused). Locks the rows it reads: a claim by
+        another node (``FOR UPDATE SKIP LOCKED``) cannot slip in before this commit."""
+        fenced = {c.execution_id for c in changes if c.fence is not None and c.create is None}
+        if not fenced:
+            return
+        ids = sorted(fenced)
+        if self._sqlite:
+            marks = ", ".join("?" * len(ids))
+            cursor.execute(f"SELECT id, owner FROM executions WHERE id IN ({marks})", ids)  # noqa: S608
+        else:
+            cursor.execute(
+                "SELECT id, owner FROM executions WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (ids,),
+            )
+        owners = dict(cursor.fetchall())
+        for change in changes:
+            if change.fence is None or change.create is not None:
+                continue
+            owner = owners.get(change.execution_id)
+            if owner != change.fence:
+                raise FencedOut(change.execution_id, change.fence, owner)
 
     def forget(self, execution_id: str) -> None:
         """Drop the in-memory sequence counter of a finished execution."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ from agentflowd.engine.log import CommitHook
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
+    FencedOut,
     LogEntry,
     RawJson,
     StepRecord,
@@ -174,6 +176,8 @@ class MemoryLog:
                 steps[record.id] = {r.step: r for r in rows}
             if xid not in executions:
                 raise NotFound(f"execution {xid!r} not found")
+            if entry.fence is not None and executions[xid].owner != entry.fence:
+                raise FencedOut(xid, entry.fence, executions[xid].owner)
             if entry.execution:
                 _check(entry.execution, _EXECUTION_COLUMNS)
                 values = {k: _value(v) for k, v in entry.execution.items()}
@@ -203,6 +207,24 @@ class MemoryLog:
         self._keys = keys
         for event in events:
             self._events.setdefault(event.execution_id, []).append(event)
+
+    # -- ownership (for the in-memory coordinator) ----------------------------------------
+
+    def reassign(
+        self, pick: Callable[[ExecutionRecord], bool], owner: str | None, limit: int
+    ) -> list[ExecutionRecord]:
+        """Set ``owner`` on up to ``limit`` unfinished executions ``pick`` accepts, oldest
+        first, at once (what a SQL claim does in one transaction)."""
+        with self._lock:
+            self._readable()
+            rows = sorted(
+                (r for r in self._executions.values() if r.state in UNFINISHED and pick(r)),
+                key=lambda r: (r.created_at, r.id),
+            )[:limit]
+            taken = [replace(r, owner=owner) for r in rows]
+            for record in taken:
+                self._executions[record.id] = record
+        return taken
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from agentflowd.engine.states import EventType, StepState
 
 __all__ = [
     "EventRecord",
+    "FencedOut",
     "ExecutionRecord",
     "LogEntry",
     "RawJson",
@@ -50,6 +51,7 @@ class ExecutionRecord:
     started_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
+    owner: str | None = None  # the node driving it (several nodes on PostgreSQL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +85,18 @@ class EventRecord:
     data: Any
 
 
+class FencedOut(Exception):
+    """An entry was refused: its execution is owned by another node now."""
+
+    def __init__(self, execution_id: str, fence: str, owner: str | None) -> None:
+        super().__init__(
+            f"execution {execution_id} is owned by {owner or 'no node'} now, not {fence}"
+        )
+        self.execution_id = execution_id
+        self.fence = fence
+        self.owner = owner
+
+
 class RawJson:
     """A JSON column's value given as its JSON text (already valid): written as it is."""
 
@@ -114,6 +128,9 @@ class LogEntry:
     execution: dict[str, Any] = field(default_factory=dict)  # columns of executions to set
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> columns to set
     create: tuple[ExecutionRecord, list[StepRecord]] | None = None  # a new execution
+    #: the node that must still own the execution for this entry to be recorded (None: no
+    #: check): a node that lost its lease cannot write over the one that took its work over
+    fence: str | None = None
 
     @classmethod
     def step_event(
@@ -125,6 +142,7 @@ class LogEntry:
         at: datetime,
         attempt: int | None = None,
         data: Any = None,
+        fence: str | None = None,
         **columns: Any,
     ) -> LogEntry:
         """The event ``kind`` of ``step``, setting ``columns`` of its row (if any; the row then
@@ -139,6 +157,7 @@ class LogEntry:
             attempt=attempt,
             data=data,
             steps={step: columns} if columns else {},
+            fence=fence,
         )
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "agent_images",
     "execution_events",
     "executions",
+    "leases",
     "history",
     "llm_calls",
     "metadata",
@@ -186,8 +187,22 @@ executions = sa.Table(
     sa.Column("started_at", Timestamp()),
     sa.Column("finished_at", Timestamp()),
     sa.Column("deadline_at", Timestamp()),
+    # the node driving it (PostgreSQL, several nodes: its lease is ``node:OWNER`` in leases)
+    sa.Column("owner", sa.String(128)),
     sa.Index(None, "workflow", "created_at"),
     sa.Index(None, "state"),
+    sa.Index(None, "owner"),
+)
+
+#: Leases: ``node:ID`` while a node is alive, ``leader`` for the elected singleton. A holder
+#: renews its lease before ``expires_at``; after it, anyone may take it over.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(160), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", Timestamp(), nullable=False),
+    sa.Column("acquired_at", Timestamp(), nullable=False),
 )
 
 #: One row per step of an execution: its latest attempt.

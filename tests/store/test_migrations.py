@@ -45,6 +45,7 @@ def test_upgrade_downgrade_upgrade(engine):
         "executions",
         "step_runs",
         "execution_events",
+        "leases",
     }
     migrate.downgrade(engine, "base")
     assert migrate.current_revision(engine) is None
