@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Daemon", "utcnow"]
 
+#: The PostgreSQL advisory lock held by whichever node reconciles ("agrc"); the migrations use
+#: another ("agnt").
+RECONCILE_LOCK = 0x6167_7263
+
 log = logging.getLogger("agentflowd")
 
 
@@ -128,8 +132,22 @@ class Daemon:
         return self.membership.role if self.membership is not None else NodeRole.FOLLOWER
 
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        """Run ``fn`` on the git thread."""
-        return asyncio.get_running_loop().run_in_executor(self._git, fn)
+        """Run ``fn`` on the git thread; with several nodes, under the cluster's reconcile
+        lock (a pass, a sync or a rollback asked of any node never overlaps another's)."""
+        return asyncio.get_running_loop().run_in_executor(self._git, self._locked, fn)
+
+    def _locked(self, fn: Callable[[], Any]) -> Any:
+        database = self._database
+        if database is None or database.dialect.name != "postgresql":
+            return fn()  # one node: the git thread alone serializes
+        import sqlalchemy as sa
+
+        with database.connect() as conn:  # (a node that dies drops its lock with it)
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RECONCILE_LOCK})
+            try:
+                return fn()
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK})
 
     def request_sync(self, noticed_at: float | None = None) -> None:
         """Ask for a reconcile pass now (a watch event, a webhook, an operator); on a

@@ -10,9 +10,9 @@ to a thread) and the engine:
   (another node may take them over), the node leaves the leadership, and it joins again under
   a new id when the database answers. SQLite is one node: nothing can take its work, it never
   fences itself.
-* **claims** — at start, when a notification says work was released, and at the moment the
-  next lease of a node that owns work expires (the claim says when): a dead node's executions
-  are taken over right after its lease ends, not at the next poll.
+* **claims** — at start, at every beat, when a notification says work was released, and at
+  the moment the next lease of a node that owns work expires (each claim says when): a dead
+  node's executions are taken over right after its lease ends, not a beat later.
 * **election** — the leader renews its lease at each beat; a follower tries to take the lease
   over when it expires. A leader that cannot renew before its lease may expire steps down.
   Roles are handed to ``on_role``: the daemon starts or stops the reconciler and the scheduler.
@@ -151,6 +151,8 @@ class Membership:
             return
         if self.role is NodeRole.LEADER:
             await self.elect()
+        if not self.coordinator.single:
+            await self.claim()  # what is free now, and when the next owner's lease ends
 
     async def claim(self) -> int:
         """Take over executions no live node drives; schedules the next claim."""

@@ -178,7 +178,10 @@ class GitNotesSink:
         self.ref = ref
 
     def post(self, status: CommitStatus) -> None:
-        """Add ``status`` as a new line of the commit's note."""
+        """Add ``status`` as a new line of the commit's note, unless the note has a line of
+        the same context and state already: one line per (commit, context, state), whichever
+        node or attempt posts it (a leader that died mid-pass, then the pass done again, or
+        two nodes racing, would otherwise note ``pending`` twice)."""
         import pygit2
 
         repo = pygit2.Repository(str(self.repo_path))
@@ -186,6 +189,13 @@ class GitNotesSink:
             old = repo.lookup_note(status.sha, self.ref).message
         except KeyError:
             old = ""
+        for line in old.splitlines():
+            try:
+                seen = json.loads(line)
+            except ValueError:
+                continue
+            if seen.get("context") == status.context and seen.get("state") == status.state.value:
+                return
         lines = old.rstrip("\n") + "\n" if old.strip() else ""
         message = lines + status.to_json() + "\n"
         sig = pygit2.Signature("agentflowd", "agentflowd@localhost")

@@ -176,13 +176,16 @@ def test_a_crash_mid_apply_converges_on_the_next_pass(repo, tmp_path):
     assert outcome.plan.counts() == {"create": 3, "unchanged": 2}
 
 
-def test_git_notes_append_and_survive_rereconcile(repo, tmp_path):
+def test_git_notes_keep_one_line_per_state_across_rereconciles(repo, tmp_path):
     sha = commit(repo, {"a.yaml": VALID})
     reconciler, _ = make(repo, tmp_path)
     reconciler.sync()
-    reconciler.sync(force=True)
+    reconciler.sync(force=True)  # (or a new leader doing a pass its predecessor began)
     states = [n["state"] for n in GitNotesSink(repo).read(sha)]
-    assert states == ["pending", "success", "pending", "success"]
+    assert states == ["pending", "success"]
+    bad = commit(repo, {"a.yaml": VALID, "b.yaml": "kind: [unclosed"})
+    reconciler.sync()
+    assert [n["state"] for n in GitNotesSink(repo).read(bad)] == ["pending", "failure"]
 
 
 def test_rollback_pins_and_unpin_follows_git_again(repo, tmp_path):
