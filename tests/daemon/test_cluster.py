@@ -10,9 +10,10 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +125,26 @@ def node_of(engine: sa.Engine, nodes: list[Node], lease: str) -> Node | None:
 
 
 def owners(engine: sa.Engine, node: Node) -> int:
-    return int(
-        scalar(  # type: ignore[arg-type]
-            engine,
-            f"SELECT COUNT(*) FROM executions WHERE {UNFINISHED} AND owner LIKE :p",  # noqa: S608
-            p=f"{node.name}-%",
-        )
+    found = scalar(
+        engine,
+        f"SELECT COUNT(*) FROM executions WHERE {UNFINISHED} AND owner LIKE :p",  # noqa: S608
+        p=f"{node.name}-%",
     )
+    assert isinstance(found, int)
+    return found
+
+
+def begun(engine: sa.Engine, sha: str) -> Callable[[], bool]:
+    sql = "SELECT COUNT(*) FROM revisions WHERE sha = :sha"
+    return lambda: bool(scalar(engine, sql, sha=sha))
+
+
+def gone(engine: sa.Engine, node: Node) -> Callable[[], bool]:
+    return lambda: owners(engine, node) == 0
+
+
+def progressed(engine: sa.Engine, sql: str, goal: int) -> Callable[[], bool]:
+    return lambda: count(engine, sql) >= goal
 
 
 def test_three_nodes_share_the_work_and_survive_kill_9(tmp_path, database):
@@ -164,15 +178,20 @@ def test_three_nodes_share_the_work_and_survive_kill_9(tmp_path, database):
         done = "SELECT COUNT(*) FROM execution_events WHERE type = 'step.succeeded'"
         for round_ in range(3):
             goal = (round_ + 1) * EXECUTIONS  # about a quarter of the steps each round
-            wait_for(lambda goal=goal: count(engine, done) >= goal, timeout=180, what="progress")
+            wait_for(progressed(engine, done, goal), timeout=180, what="progress")
             if round_ == 0:  # the leader, mid-reconcile: a new commit, and kill it at once
                 leader = node_of(engine, nodes, "leader")
                 assert leader is not None
                 text = (repo / "load.yaml").read_text()
                 (repo / "load.yaml").write_text(text.replace("1000", "999"))
                 git(repo, "commit", "-qam", "limit 999")
-                for node in nodes:  # (a follower asks the leader; the leader watches the repo)
-                    httpx.post(f"{node.url}/api/v1/sync", timeout=10)
+                sha = git(repo, "rev-parse", "HEAD")
+                asking = threading.Thread(  # a follower's request reaches the leader
+                    target=lambda: httpx.post(f"{nodes[0].url}/api/v1/sync", timeout=60)
+                )
+                asking.start()
+                # the leader has begun applying it (on a fast day: has finished)
+                wait_for(begun(engine, sha), timeout=60, what="the leader's pass")
                 victim = leader
             else:
                 busy = [n for n in nodes if owners(engine, n) > 0] or nodes
@@ -181,9 +200,11 @@ def test_three_nodes_share_the_work_and_survive_kill_9(tmp_path, database):
             killed_at = time.monotonic()
             victim.kill()
             if had:
-                wait_for(lambda v=victim: owners(engine, v) == 0, timeout=60, what="takeover")
+                wait_for(gone(engine, victim), timeout=60, what="takeover")
                 takeovers.append(time.monotonic() - killed_at)
             victim.start(repo, database)
+            if round_ == 0:
+                asking.join(timeout=90)
             wait_for(victim.up, timeout=90, what=f"{victim.name} after kill -9")
         finished = f"SELECT COUNT(*) FROM executions WHERE NOT ({UNFINISHED})"  # noqa: S608
         wait_for(lambda: count(engine, finished) == EXECUTIONS, timeout=300, what="the end")
