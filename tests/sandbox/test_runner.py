@@ -113,8 +113,8 @@ def test_output_limit(engine):
     )
 
 
-#: A ticker that wakes late ticks once at once to catch up (never a burst), so a deadline of
-#: n ticks cannot strike sooner than n - 2 tick lengths after it was set.
+#: A ticker that wakes late makes one catch-up tick straight after the late one (never a
+#: burst), so a deadline of n ticks cannot strike sooner than n - 2 tick lengths after it is set.
 EARLIEST = 2 * TICK_SECONDS
 
 
