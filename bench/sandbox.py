@@ -4,6 +4,11 @@
 
 fresh step (store + instantiate + run) of a trivial component (p50 <= 0.5 ms), host-call round
 trip (<= 50 us), timeout precision (stop within 50 ms of the deadline).
+
+    .venv/bin/python bench/sandbox.py --deadlines [--runs 5]
+
+only how close to its deadline each kind of step is stopped: the numbers the tests no longer
+assert (tests/sandbox check the outcome; a loaded machine makes any step late).
 """
 
 from __future__ import annotations
@@ -33,8 +38,14 @@ def us(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument(
+        "--deadlines", action="store_true", help="only the deadline measurements (--runs each)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.deadlines:
+        deadlines(args.runs)
+        return
     engine = SandboxEngine()
     start = time.perf_counter()
     echo = engine.load(wat.ECHO)
@@ -189,6 +200,120 @@ def python_steps(engine: SandboxEngine, runs: int) -> None:
             "Python agent step on an instance prepared ahead (run only): "
             f"p50 {p50:.1f} ms, p90 {p90:.1f} ms"
         )
+
+
+def late(over: list[float]) -> str:
+    """How far past the deadline: median and max, in ms."""
+    return f"{statistics.median(over) * 1e3:+.1f} ms (max {max(over) * 1e3:+.1f} ms)"
+
+
+def deadlines(runs: int) -> None:
+    """How close to its deadline each kind of step is stopped (runs of each, after one warm-up).
+
+    Each line was an assertion in tests/ once; under load a step is late by however long the
+    machine keeps it waiting, so the tests assert outcomes and this measures the time."""
+    import json
+    import threading
+
+    from sandbox import HttpPolicy, make_http_fetch
+    from sandbox.context import HostCallError
+    from sandbox.pybuild import default_cache_dir
+    from sandbox.python import PythonRuntime
+
+    engine = SandboxEngine()
+    # in-process: the epoch deadline (tests/sandbox/test_runner.py)
+    loop = engine.load(wat.LOOP_FOREVER)
+    for timeout in (0.1, 0.3):
+        over = []
+        for _ in range(runs):
+            ctx = RunContext(limits=StepLimits(timeout_seconds=timeout, cpu_millicores=100_000))
+            report = run_step(engine, loop, "{}", ctx)
+            assert report.outcome.kind.value == "timeout"
+            over.append(report.elapsed_seconds - timeout)
+        print(f"infinite loop, timeout {timeout} s: stopped {late(over)} from the deadline")
+    over = []
+    for _ in range(min(runs, 3)):
+        while engine._wanted.is_set():  # the ticker falls asleep IDLE_SECONDS after a step
+            threading.Event().wait(0.02)
+        ctx = RunContext(limits=StepLimits(timeout_seconds=0.1, cpu_millicores=100_000))
+        report = run_step(engine, loop, "{}", ctx)
+        assert report.outcome.kind.value == "timeout"
+        over.append(report.elapsed_seconds - 0.1)
+    print(f"infinite loop, timeout 0.1 s, the ticker asleep at its start: stopped {late(over)}")
+
+    # worker processes: killed at the deadline (tests/sandbox/test_isolate.py)
+    sleeper = wat.sleeper(60).encode()
+    engine.load(sleeper)
+    for cold in (False, True):
+        over = []
+        for _ in range(runs):
+            processes = ProcessSandbox()
+            if not cold:
+                processes.warm()
+            ctx = RunContext(limits=StepLimits(timeout_seconds=0.3))
+            t = time.perf_counter()
+            report = processes.run(engine, sleeper, "{}", ctx)
+            over.append(time.perf_counter() - t - 0.3)
+            assert report.outcome.kind.value == "timeout"
+            processes.close()
+        pool = "a cold pool (the worker starts within the step)" if cold else "a warm pool"
+        print(f"blocked in a WASI sleep, timeout 0.3 s, {pool}: stopped {late(over)}")
+
+    # Python agents (tests/sandbox/test_python.py)
+    cached = SandboxEngine(default_cache_dir() / "compiled")
+    runtime = PythonRuntime(cached)
+    runtime.component()
+    for what, source in (
+        ("in an infinite loop", "def run(input):\n    while True:\n        pass\n"),
+        ("in time.sleep(60)", "from time import sleep\ndef run(input):\n    sleep(60)\n"),
+    ):
+        over = []
+        for _ in range(runs):
+            ctx = RunContext(limits=StepLimits(timeout_seconds=0.5, cpu_millicores=100_000))
+            report = runtime.run(source, "{}", ctx)
+            assert report.outcome.kind.value == "timeout", report.outcome
+            over.append(report.elapsed_seconds - 0.5)
+        print(f"Python agent {what}, timeout 0.5 s: stopped {late(over)}")
+    cached.close()
+    engine.close()
+
+    # HTTP: a server that drips a header line every 0.1 s (tests/sandbox/test_http.py)
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for i in range(600):
+                if stop.wait(0.1):
+                    return
+                try:
+                    self.send_header(f"X-Drip-{i}", "x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()
+    fetch = make_http_fetch(
+        HttpPolicy(allow=("127.0.0.1",), timeout_seconds=0.5), remaining_seconds=lambda: 5.0
+    )
+    over = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        try:
+            fetch(json.dumps({"url": f"http://127.0.0.1:{httpd.server_port}/drip"}))
+        except HostCallError:
+            over.append(time.perf_counter() - t - 0.5)
+    assert len(over) == runs
+    print(f"HTTP request to a dripping server, budget 0.5 s: abandoned {late(over)}")
+    stop.set()
+    httpd.shutdown()
+    httpd.server_close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ cache of compiled components on disk.
   measured), and each step's store gets a deadline of ``ceil(timeout / tick)`` ticks. It ticks
   only while some store runs code, and for a second after (:meth:`SandboxEngine.enter`): an
   idle daemon, or an idle sandbox worker process, does not wake 200 times a second.
+  ``SandboxEngine(ticker=False)`` starts no ticker: whoever holds the engine advances the epoch
+  (``engine.engine.increment_epoch()``), so a test can step a deadline tick by tick.
 * **Fuel** is the CPU limit (see :mod:`sandbox.limits`).
 * **Compiled code is cached** as ``.cwasm`` files keyed by (wasm sha256, wasmtime version, engine
   flags), in a 0700 directory that must belong to us. Deserialized files are trusted native
@@ -65,7 +67,9 @@ def private_dir(path: Path) -> Path:
 class SandboxEngine:
     """The shared engine, its epoch ticker and compile cache. Thread-safe."""
 
-    def __init__(self, cache_dir: Path | None = None, *, max_components: int = 32) -> None:
+    def __init__(
+        self, cache_dir: Path | None = None, *, max_components: int = 32, ticker: bool = True
+    ) -> None:
         config = Config()
         config.consume_fuel = True
         config.epoch_interruption = True
@@ -82,7 +86,8 @@ class SandboxEngine:
         self._last = 0.0  # when the last of them ended (monotonic)
         self._wanted = threading.Event()  # set while _running > 0: the ticker ticks
         self._ticker = threading.Thread(target=self._tick, name="agentflow-epoch", daemon=True)
-        self._ticker.start()
+        if ticker:  # without one the epoch moves only when the owner increments it
+            self._ticker.start()
 
     def enter(self) -> None:
         """Code that runs WebAssembly starts (pair with :meth:`leave`, in ``finally``): the
@@ -122,7 +127,8 @@ class SandboxEngine:
         """Stop the ticker."""
         self._stop.set()
         self._wanted.set()
-        self._ticker.join(timeout=1)
+        if self._ticker.is_alive():
+            self._ticker.join(timeout=1)
 
     def cache_key(self, wasm: bytes) -> str:
         """Content hash + wasmtime version + engine flags: what a compiled file depends on."""

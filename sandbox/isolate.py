@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -156,12 +156,22 @@ class _Worker:
 
 
 class ProcessSandbox:
-    """A small pool of worker processes. Thread-safe: each step takes a worker of its own."""
+    """A small pool of worker processes. Thread-safe: each step takes a worker of its own.
+
+    ``clock`` (monotonic seconds) places the deadlines: a step's deadline is ``clock()`` at its
+    start plus its timeout, and the pool waits for a worker, or for its report, until ``clock()``
+    passes it. Tests pass a fake one to make a worker's start take as long as they need."""
 
     def __init__(
-        self, cache_dir: Path | None = None, *, grace_seconds: float = 0.02, max_idle: int = 4
+        self,
+        cache_dir: Path | None = None,
+        *,
+        grace_seconds: float = 0.02,
+        max_idle: int = 4,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache_dir = cache_dir
+        self._clock = clock
         self.grace_seconds = grace_seconds
         self.max_idle = max_idle
         self._idle: list[_Worker] = []
@@ -194,12 +204,12 @@ class ProcessSandbox:
         with self._lock:
             count = min(count, self.max_idle) - len(self._idle) - len(self._busy)
         started: list[_Worker] = []
-        ends = time.monotonic() + START_SECONDS
+        ends = self._clock() + START_SECONDS
         try:
             # (extend keeps the workers made before one that fails to start: they get killed)
             started.extend(_Worker(self.cache_dir) for _ in range(max(0, count)))
             for worker in started:
-                if not worker.wait_started(ends - time.monotonic()):
+                if not worker.wait_started(ends - self._clock()):
                     raise SandboxError("the sandbox worker process did not start")
         except BaseException:
             for worker in started:
@@ -217,7 +227,7 @@ class ProcessSandbox:
         with self._lock:
             self._busy.add(worker)
         try:
-            ready = worker.wait_started(ends - time.monotonic())
+            ready = worker.wait_started(ends - self._clock())
         except BaseException:
             self._forget(worker)
             raise
@@ -265,7 +275,7 @@ class ProcessSandbox:
         ``key`` is ``engine.cache_key(wasm)`` when the caller has it (it saves hashing).
         """
         started = time.perf_counter()
-        ends = time.monotonic() + ctx.limits.timeout_seconds  # one deadline, from now
+        ends = self._clock() + ctx.limits.timeout_seconds  # one deadline, from now
         key = self._compile(engine, wasm, key)
         worker = self._take(ends)
         if worker is None:
@@ -291,7 +301,7 @@ class ProcessSandbox:
         """As :meth:`run`, on a worker that is idle now; None (and nothing done) when no worker
         is idle, after asking for ``max_idle`` workers to be started in the background."""
         started = time.perf_counter()
-        ends = time.monotonic() + ctx.limits.timeout_seconds
+        ends = self._clock() + ctx.limits.timeout_seconds
         with self._lock:
             worker = self._idle.pop() if self._idle else None
             if worker is not None:
@@ -350,7 +360,7 @@ class ProcessSandbox:
         started: float,
         ends: float,
     ) -> StepReport:
-        remaining = max(0.001, ends - time.monotonic())
+        remaining = max(0.001, ends - self._clock())
         job = {
             "op": "run",
             "key": key,
@@ -401,7 +411,7 @@ class ProcessSandbox:
     def _serve(self, worker: _Worker, ctx: RunContext, deadline: float) -> StepReport | None:
         """Answer the worker's host calls until it is done; None when ``deadline`` passed."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0 or not worker.readable(remaining):
                 return None
             message: dict[str, Any] = json.loads(worker.conn.recv_bytes())
@@ -410,7 +420,7 @@ class ProcessSandbox:
                 reply = _answer(ctx, message["kind"], message["request"])
                 worker.conn.send_bytes(json.dumps(reply).encode())
                 # time spent here is the host's: the worker's own epoch deadline still holds
-                deadline = max(deadline, time.monotonic() + self.grace_seconds)
+                deadline = max(deadline, self._clock() + self.grace_seconds)
             elif op == "done":
                 return _from_done(message, ctx)
             elif op == "error":

@@ -149,8 +149,9 @@ class PreparedStep:
             _current.ctx = None
 
     def _set_deadline(self, store: Store) -> None:
-        timeout = self.ctx.limits.timeout_seconds
-        store.set_epoch_deadline(max(1, math.ceil(timeout / TICK_SECONDS)))
+        # rounded before the ceiling: 0.035 / 0.005 is 7.000000000000001, which is 7 ticks
+        ticks = round(self.ctx.limits.timeout_seconds / TICK_SECONDS, 6)
+        store.set_epoch_deadline(max(1, math.ceil(ticks)))
 
     def run(self, *args: str) -> StepReport:
         """Call ``run(*args)``; the timeout and fuel count from now. Once only."""

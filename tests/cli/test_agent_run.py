@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -147,11 +146,16 @@ def test_an_image_reference_runs_the_agent_the_workflow_rule_finds(agent, tmp_pa
 def test_a_component_sleeping_in_wasi_stops_at_its_timeout(tmp_path, agentflow_cache):
     path = tmp_path / "sleeper.wasm"
     path.write_text(wat.sleeper(60), encoding="utf-8")
-    started = time.monotonic()
     code, out, err = run(str(path), "--timeout", "300ms")
     assert code == 1 and out == ""
-    assert "outcome: timeout: the step ran past its timeout (blocked in a WASI wait" in err
-    assert time.monotonic() - started < 5  # not 60 s (the worker starts in about 0.2 s)
+    # Both endings are a worker-process step cut at its deadline; which one depends on whether
+    # the worker process started within the 300 ms (~0.2 s unloaded). Run in-process, the step
+    # would instead end after the 60 s sleep with no reason in brackets.
+    assert re.search(
+        r"outcome: timeout: the step ran past its timeout \((blocked in a WASI wait; its worker "
+        r"process was killed|no sandbox worker process was ready)\)",
+        err,
+    ), err
 
 
 def test_agent_llm_calls_follow_the_workflows_routing(agent, tmp_path):

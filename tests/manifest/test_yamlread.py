@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agentflowd.manifest.yamlread import Limits, Mark, read_yaml
@@ -62,17 +60,16 @@ def test_duplicate_keys_name_both_lines():
     assert "first defined at line 1" in diag.message
 
 
-def test_billion_laughs_is_refused_in_well_under_a_second():
+def test_billion_laughs_is_refused_before_it_expands():
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     for i in range(1, 10):
         refs = ", ".join([f"*a{i - 1}"] * 9)
         lines.append(f"a{i}: &a{i} [{refs}]")
-    start = time.perf_counter()
+    # expanded, it would be 9**10 values (and end as yaml-too-many-nodes, if ever); how fast
+    # it is refused is measured by bench/validate.py ("refuse a billion-laughs file")
     result = read("\n".join(lines) + "\n")
-    elapsed = time.perf_counter() - start
     assert result.fatal
     assert [d.code for d in result.diagnostics] == ["yaml-alias-bomb"]
-    assert elapsed < 0.2
 
 
 @pytest.mark.parametrize("depth", [65, 100_000])

@@ -153,16 +153,18 @@ def test_queued_sink_posts_in_order_off_the_caller_thread():
         name = "slow"
 
         def post(self, s: CommitStatus) -> None:
-            release.wait(5)
+            release.wait()
             if s.description == "boom":
                 raise RuntimeError("forge down")
             seen.append((s.state.value, threading.current_thread().name))
 
     queued = QueuedSink(Slow())
-    queued.post(status(RevisionState.PENDING))
-    queued.post(status(RevisionState.FAILURE, "boom"))
-    queued.post(status(RevisionState.SUCCESS))
-    assert seen == []  # post() returned without waiting for the forge
-    release.set()
-    queued.close()
+    try:
+        queued.post(status(RevisionState.PENDING))
+        queued.post(status(RevisionState.FAILURE, "boom"))
+        queued.post(status(RevisionState.SUCCESS))
+        assert seen == []  # post() returned without waiting for the forge
+    finally:
+        release.set()  # the forge answers only now, however slowly this thread ran
+        queued.close()
     assert seen == [("pending", "agentflow-status-slow"), ("success", "agentflow-status-slow")]

@@ -27,15 +27,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/big":
             body = b"x" * 100_000
         elif self.path == "/slow":
-            release.wait(5)
+            release.wait(60)  # far past any client's timeout: only the client's end stops it
             body = b"late"
         elif self.path == "/drip":
             self.send_response(200)
-            for i in range(50):  # a header line every 0.1 s: no single read ever times out
+            # a header line every 0.1 s for 60 s: no single read ever times out, so only the
+            # request's overall deadline can end it
+            for i in range(600):
                 if release.wait(0.1):
                     return
-                self.send_header(f"X-Drip-{i}", "x")
-                self.wfile.flush()
+                try:
+                    self.send_header(f"X-Drip-{i}", "x")
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
             self.end_headers()
             return
         else:
@@ -170,12 +175,10 @@ def test_network_requests_are_counted_and_limited():
 
 
 def test_a_dripping_server_cannot_hold_the_step(server):
-    import time
-
-    started = time.monotonic()
+    # the drip goes on for 60 s without a read ever waiting 0.5 s: "timed out" can come only
+    # from the request's overall deadline (how soon after it: bench/sandbox.py)
     with pytest.raises(HostCallError, match="timed out"):
         fetch(["127.0.0.1"], f"http://127.0.0.1:{server}/drip", timeout_seconds=0.5)
-    assert time.monotonic() - started < 1.5
 
 
 def test_the_agent_cannot_choose_the_host_header(server):

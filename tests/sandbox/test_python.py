@@ -20,6 +20,7 @@ from sandbox import (
     StepReport,
     make_http_fetch,
 )
+from sandbox.engine import TICK_SECONDS
 from sandbox.python import PythonRuntime
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,9 @@ def test_memory_hog(runtime):
     assert report.outcome.kind is OutcomeKind.MEMORY_LIMIT
 
 
-def test_infinite_loop_times_out_on_time(runtime):
+def test_an_infinite_loop_ends_as_timeout(runtime):
+    # 100 cores of fuel outlast the test: only the deadline ends the loop. How soon after the
+    # deadline is measured by bench/sandbox.py ("Python agent in an infinite loop").
     report = run(
         runtime,
         "def run(input):\n    while True:\n        pass\n",
@@ -97,7 +100,7 @@ def test_infinite_loop_times_out_on_time(runtime):
         cpu_millicores=100_000,
     )
     assert report.outcome.kind is OutcomeKind.TIMEOUT
-    assert 0.45 <= report.elapsed_seconds <= 0.55
+    assert report.elapsed_seconds >= 0.5 - 2 * TICK_SECONDS  # never cut short (see test_runner)
 
 
 def test_cpu_burner_runs_out_of_fuel(runtime):
@@ -107,7 +110,10 @@ def test_cpu_burner_runs_out_of_fuel(runtime):
         timeout_seconds=10,
         cpu_millicores=5,
     )
-    assert report.outcome.kind is OutcomeKind.CPU_LIMIT and report.elapsed_seconds < 5
+    # 5m for 10 s is 200M fuel, ~50 ms of Python: CPU_LIMIT, not TIMEOUT, says the fuel ran
+    # out before the deadline
+    assert report.outcome.kind is OutcomeKind.CPU_LIMIT
+    assert report.fuel_used == StepLimits(timeout_seconds=10, cpu_millicores=5).fuel
 
 
 def test_a_caught_quota_error_still_ends_the_step(runtime):
@@ -194,11 +200,15 @@ def test_runtime_build_is_cached(runtime, agentflow_cache):
 def test_sleeping_cannot_outlast_the_timeout(runtime):
     report = run(
         runtime,
-        "from time import sleep\ndef run(input):\n    sleep(30)\n    return {}\n",
+        "from time import sleep\ndef run(input):\n    sleep(60)\n    return {}\n",
         timeout_seconds=0.5,
         cpu_millicores=100_000,
     )
-    assert report.outcome.kind is OutcomeKind.TIMEOUT and report.elapsed_seconds < 1.0
+    # A sleep the epoch could not interrupt would also end as TIMEOUT, but after the 60 s it
+    # asked for. The bound is there only to tell the two apart: expected ~0.5 s, and far from
+    # both (the step ends at its 0.5 s deadline however loaded the machine is).
+    assert report.outcome.kind is OutcomeKind.TIMEOUT
+    assert report.elapsed_seconds < 20
 
 
 def test_raising_a_fake_memory_error_text_is_an_agent_error(runtime):
