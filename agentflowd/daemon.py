@@ -6,11 +6,17 @@ one dedicated thread (libgit2 objects are not thread-safe), so the loop never bl
 
 Lifecycle, as systemd sees it (``Type=notify``):
 
-* ``READY=1`` only once the database is migrated, the source opened and the listener bound;
+* ``STATUS=listening on URL; first reconcile pending`` once the database is migrated, the source
+  opened and the listener bound: ``/healthz`` answers from here on, ``/readyz`` says 503;
+* ``READY=1`` only once the first reconcile pass is done (a pass the database stopped does not
+  count, and is retried after the error's delay, doubling up to the poll interval), when
+  ``/readyz`` turns 200 too (:mod:`agentflowd.node`); a slow first clone of a remote therefore
+  counts against ``TimeoutStartSec``;
 * ``STATUS=`` after every pass: revision, workflow count, failing count;
 * ``WATCHDOG=1`` from the loop, only while the reconcile loop makes progress (a hung fetch stops
   the pings and systemd restarts us);
-* SIGHUP: ``RELOADING=1``, re-read the config; a bad config keeps the old one; ``READY=1``;
+* SIGHUP: ``RELOADING=1``, re-read the config; a bad config keeps the old one; ``READY=1``
+  (before the first pass, the reload happens without either: ``READY=1`` is the first pass's);
 * SIGTERM/SIGINT: ``STOPPING=1``, finish the pass in flight, close, exit 0.
 """
 
@@ -34,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.engine.engine import EngineObserver
 from agentflowd.engine.triggers import TriggerIndex, TriggerTable
-from agentflowd.errors import AgentFlowError, UsageError
+from agentflowd.errors import AgentFlowError, StoreUnavailable, UsageError
+from agentflowd.node import NodeRole, Readiness
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import (
     DedupSink,
@@ -86,7 +93,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._noticed_at: float | None = None
         self._heartbeat = time.monotonic()
-        self._ready = False
+        #: Set by leader election (to come); until then every node leads.
+        self.role = NodeRole.LEADER
+        self.readiness = Readiness(self._ping_store)
+        self._store_failures = 0  # passes in a row the database stopped (for the backoff)
         self.store: Store
         self.reconciler: Reconciler
         self.router: Router | None = None
@@ -106,11 +116,6 @@ class Daemon:
 
     # -- what the API uses ------------------------------------------------------------------
 
-    @property
-    def ready(self) -> bool:
-        """True once the database, the source and the listener are up."""
-        return self._ready
-
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run ``fn`` on the git thread."""
         return asyncio.get_running_loop().run_in_executor(self._git, fn)
@@ -127,6 +132,10 @@ class Daemon:
         self._wake.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _ping_store(self) -> None:
+        """Readiness's database check (on its own thread)."""
+        self.store.ping()
 
     def _open(self) -> None:
         """Database, source, sinks, reconciler (on the git thread: it owns pygit2 objects)."""
@@ -225,9 +234,8 @@ class Daemon:
         ):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
-        self._ready = True
         log.info("agentflowd listening on %s", self._api_url())
-        notify("READY=1", f"STATUS=listening on {self._api_url()}")
+        notify(f"STATUS=listening on {self._api_url()}; first reconcile pending")
         tasks = [
             asyncio.create_task(self._reconcile_loop()),
             asyncio.create_task(self._watchdog()),
@@ -333,10 +341,17 @@ class Daemon:
                 break
             if self._wake.is_set() or time.monotonic() >= due:
                 self._wake.clear()
-                await self._pass()
-                due = next_poll()
+                error = await self._pass()
+                due = next_poll() if error is None else time.monotonic() + self._retry_in(error)
 
-    async def _pass(self) -> None:
+    def _retry_in(self, error: StoreUnavailable) -> float:
+        """Seconds until a pass the database stopped is tried again: the error's delay,
+        doubling with every such pass in a row, at most the poll interval."""
+        self._store_failures += 1
+        return min(error.delay * 2.0 ** (self._store_failures - 1), self.config.poll_seconds)
+
+    async def _pass(self) -> StoreUnavailable | None:
+        """One reconcile pass; returns the database's error when it stopped the pass."""
         noticed, self._noticed_at = self._noticed_at, None
         started = time.perf_counter()
         try:
@@ -344,26 +359,45 @@ class Daemon:
         except AgentFlowError as exc:
             self.metrics.reconcile_total.labels("error").inc()
             log.warning("reconcile failed: %s", exc)
-            return
-        except Exception:  # a bug must not kill the loop: log it, try again next pass
+            return self._pass_ended(exc, status=f"reconcile failed: {exc}")
+        except Exception as exc:  # a bug must not kill the loop: log it, try again next pass
             self.metrics.reconcile_total.labels("error").inc()
             log.exception("reconcile crashed")
-            return
+            return self._pass_ended(exc, status="reconcile crashed (see the log)")
         finally:
             if self.config.validate_refs and not self._stop.is_set():
                 await self._validate_refs()
         self.last_outcome = outcome
         self._heartbeat = time.monotonic()
-        if outcome.noop:
-            return
-        elapsed = time.perf_counter() - started
-        self.metrics.reconcile_duration.observe(elapsed)
-        self.metrics.reconcile_total.labels(outcome.state.value if outcome.state else "none").inc()
-        self.metrics.last_sync.set(time.time())
-        if noticed is not None:
-            self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
-        await self._publish_status(outcome)
-        self.refresh_triggers()
+        if not outcome.noop:
+            elapsed = time.perf_counter() - started
+            self.metrics.reconcile_duration.observe(elapsed)
+            state = outcome.state.value if outcome.state else "none"
+            self.metrics.reconcile_total.labels(state).inc()
+            self.metrics.last_sync.set(time.time())
+            if noticed is not None:
+                self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
+            try:
+                await self._publish_status(outcome)
+            except AgentFlowError as exc:  # the database went away after the pass
+                log.warning("cannot count the workflows for the status: %s", exc)
+            self.refresh_triggers()
+        # (a pass with changes has just published its STATUS)
+        unchanged = f"revision {outcome.sha[:12]} applied" if outcome.noop else None
+        return self._pass_ended(outcome.error, status=unchanged)
+
+    def _pass_ended(
+        self, error: BaseException | None, *, status: str | None = None
+    ) -> StoreUnavailable | None:
+        """Tell readiness (and systemd, with ``status``, the first time a pass counts); returns
+        the database's error, if it stopped the pass."""
+        if self.readiness.pass_ended(error):
+            log.info("first reconcile pass done: ready")
+            notify("READY=1", *([f"STATUS={' '.join(status.split())}"] if status else []))
+        if isinstance(error, StoreUnavailable):
+            return error
+        self._store_failures = 0
+        return None
 
     def refresh_triggers(self) -> None:
         """Rebuild the trigger table from the store (after applying, suspend, rollback...).
@@ -479,7 +513,10 @@ class Daemon:
     async def _reload_config(self) -> None:
         if self._reload is None:
             return
-        notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        # before the first pass systemd still waits for READY=1: that one is the pass's to send
+        starting = not self.readiness.first_pass_done
+        if not starting:
+            notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             # everything that can fail first; then apply all of it, or none
             new = self._reload()
@@ -501,7 +538,8 @@ class Daemon:
             log.error("reload refused, keeping the running config: %s", exc)
             return
         finally:
-            notify("READY=1")
+            if not starting:
+                notify("READY=1")
         old_sinks = self.reconciler.sinks
         self.config = new
         self.webhook_secret = secret

@@ -11,9 +11,11 @@ MODULES = [
     "agentflowd.errors",
     "agentflowd.manifest",
     "agentflowd.manifest.model",
+    "agentflowd.node",
     "agentflowd.source",
     "agentflowd.store",
     "agentflowd.cli",
+    "agentflowd.api.app",
     "sandbox",
     "router",
 ]
