@@ -6,6 +6,8 @@ one dedicated thread (libgit2 objects are not thread-safe), so the loop never bl
 
 Lifecycle, as systemd sees it (``Type=notify``):
 
+* before anything else, a SQLite database is locked for this process (one daemon per file,
+  :mod:`agentflowd.store.filelock`): a second daemon exits with code 2 and says who holds it;
 * ``STATUS=listening on URL; first reconcile pending`` once the database is migrated, the source
   opened and the listener bound: ``/healthz`` answers from here on, ``/readyz`` says 503;
 * ``READY=1`` only once the first reconcile pass is done (a pass the database stopped does not
@@ -55,6 +57,7 @@ from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
+from agentflowd.store.filelock import DatabaseLock, sqlite_file
 from router import Budgets, Router, RouterError
 
 if TYPE_CHECKING:
@@ -137,6 +140,14 @@ class Daemon:
         """Readiness's database check (on its own thread)."""
         self.store.ping()
 
+    def _lock_database(self) -> DatabaseLock | None:
+        """Lock a SQLite database for this process (PostgreSQL needs no lock)."""
+        database = sqlite_file(self.config.database_url)
+        if database is None:
+            return None
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return DatabaseLock.acquire(database)
+
     def _open(self) -> None:
         """Database, source, sinks, reconciler (on the git thread: it owns pygit2 objects)."""
         cfg = self.config
@@ -207,6 +218,14 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
+        lock = self._lock_database()
+        try:
+            return await self._serve()
+        finally:
+            if lock is not None:
+                lock.release()  # after the store is closed: the next daemon may start
+
+    async def _serve(self) -> int:
         import uvicorn
 
         from agentflowd.api.app import create_app

@@ -14,6 +14,7 @@ MODULES = [
     "agentflowd.node",
     "agentflowd.source",
     "agentflowd.store",
+    "agentflowd.store.filelock",
     "agentflowd.cli",
     "agentflowd.api.app",
     "sandbox",
