@@ -140,12 +140,14 @@ class Readiness:
 
 
 def _in_thread(fn: Callable[[], None]) -> concurrent.futures.Future[None]:
-    """Run ``fn`` on a new daemon thread (a hung check must not hold up the exit)."""
+    """Run ``fn`` on a new daemon thread (a hung check must not hold up the exit).
+
+    The future is running from the start: a probe that gives up waiting cancels its own wait,
+    never the check other probes share."""
     future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
 
     def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
         try:
             fn()
         except BaseException as exc:  # handed to the waiter, which reports it

@@ -85,7 +85,12 @@ class Daemons:
         while self.running:
             proc = self.running.pop()
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # none left behind
+                proc.communicate(timeout=30)
+                raise
             assert proc.returncode == 0, err[-3000:]
 
 

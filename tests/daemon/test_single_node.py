@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from agentflowd.store import SqlStore
 from tests.conftest import free_port, git, init_repo, write_agents
@@ -24,14 +27,26 @@ def make_repo(path: Path) -> Path:
     return path
 
 
-def test_a_second_daemon_on_one_sqlite_file_is_refused_until_the_first_is_gone(tmp_path):
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The daemons a test starts; none is left behind when an assertion fails half-way."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused_until_the_first_is_gone(tmp_path, started):
     repo, state = make_repo(tmp_path / "repo"), tmp_path / "state"
     database = (state / "agentflow.db").resolve()
 
     def serve() -> tuple[subprocess.Popen[str], str]:
         url = f"http://127.0.0.1:{free_port()}"
         args = ("--repo", str(repo), "--state-dir", str(state), "--listen", url[7:])
-        return start(*args), url
+        started.append(start(*args))
+        return started[-1], url
 
     def ready(url: str) -> bool:
         answer = readyz(url)
