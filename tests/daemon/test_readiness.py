@@ -23,6 +23,7 @@ from agentflowd.errors import (
 from agentflowd.node import FIRST_RECONCILE_PENDING, NodeRole, Readiness, pass_counts
 from agentflowd.reconcile import SyncOutcome
 from agentflowd.store import MemoryStore
+from tests.waiting import wait_for
 
 SHA = "c0ffee" + "0" * 34
 
@@ -95,9 +96,13 @@ def test_a_hung_database_ties_up_one_thread_and_times_out():
         assert calls == ["agentflow-readiness"]
     finally:
         release.set()
-    clock.now += 5
-    assert asyncio.run(readiness.database_error()) is None
-    assert len(calls) == 2  # the hung check ended: the next one was a new query
+
+    def checked_anew() -> bool:  # once the hung check has ended, the next one is a new query
+        clock.now += 5
+        assert asyncio.run(readiness.database_error()) is None
+        return len(calls) == 2
+
+    wait_for(checked_anew, what="a new check after the hung one ended")
 
 
 def test_report_before_and_after_the_first_pass():
