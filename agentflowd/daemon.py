@@ -6,11 +6,19 @@ one dedicated thread (libgit2 objects are not thread-safe), so the loop never bl
 
 Lifecycle, as systemd sees it (``Type=notify``):
 
-* ``READY=1`` only once the database is migrated, the source opened and the listener bound;
+* before anything else, a SQLite database is locked for this process (one daemon per file,
+  :mod:`agentflowd.store.filelock`): a second daemon exits with code 2 and says who holds it;
+* ``STATUS=listening on URL; first reconcile pending`` once the database is migrated, the source
+  opened and the listener bound: ``/healthz`` answers from here on, ``/readyz`` says 503;
+* ``READY=1`` only once the first reconcile pass is done (a pass the database stopped does not
+  count, and is retried after the error's delay, doubling up to the poll interval), when
+  ``/readyz`` turns 200 too (:mod:`agentflowd.node`); a slow first clone of a remote therefore
+  counts against ``TimeoutStartSec``;
 * ``STATUS=`` after every pass: revision, workflow count, failing count;
 * ``WATCHDOG=1`` from the loop, only while the reconcile loop makes progress (a hung fetch stops
   the pings and systemd restarts us);
-* SIGHUP: ``RELOADING=1``, re-read the config; a bad config keeps the old one; ``READY=1``;
+* SIGHUP: ``RELOADING=1``, re-read the config; a bad config keeps the old one; ``READY=1``
+  (before the first pass, the reload happens without either: ``READY=1`` is the first pass's);
 * SIGTERM/SIGINT: ``STOPPING=1``, finish the pass in flight, close, exit 0.
 """
 
@@ -31,14 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentflowd.cluster import NodeRole
 from agentflowd.cluster.listen import Channel, Listener
 from agentflowd.cluster.listen import notify as cluster_notify
 from agentflowd.cluster.membership import Membership
 from agentflowd.config import DaemonConfig, load_config
 from agentflowd.engine.engine import EngineObserver
 from agentflowd.engine.triggers import TriggerIndex, TriggerTable
-from agentflowd.errors import AgentFlowError, UsageError
+from agentflowd.errors import AgentFlowError, StoreUnavailable, UsageError
+from agentflowd.node import NodeRole, Readiness
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import (
     DedupSink,
@@ -52,6 +60,7 @@ from agentflowd.reconcile.forges import Forge, ForgeSink
 from agentflowd.sdnotify import notify
 from agentflowd.source.git import GitSource
 from agentflowd.store import Store, open_store
+from agentflowd.store.filelock import DatabaseLock, sqlite_file
 from router import Budgets, Router, RouterError
 
 if TYPE_CHECKING:
@@ -96,7 +105,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._noticed_at: float | None = None
         self._heartbeat = time.monotonic()
-        self._ready = False
+        self.readiness = Readiness(self._ping_store)
+        self._store_failures = 0  # passes in a row the database stopped (for the backoff)
         self.store: Store
         self.reconciler: Reconciler
         self.router: Router | None = None
@@ -117,14 +127,11 @@ class Daemon:
         self._listener: Listener | None = None
         self._leader_tasks: list[asyncio.Task[None]] = []
         self._recovered = False  # interrupted revisions marked (by the first leader pass)
+        self._serving = False  # run() is past start-up: role changes start or stop tasks now
+        self._applied = asyncio.Event()  # the leader applied a revision (a follower's readiness)
         self._database: sa.Engine | None = None  # the store's SQL engine, once the engine runs
 
     # -- what the API uses ------------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        """True once the database, the source and the listener are up."""
-        return self._ready
 
     @property
     def role(self) -> NodeRole:
@@ -167,6 +174,18 @@ class Daemon:
         self._wake.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _ping_store(self) -> None:
+        """Readiness's database check (on its own thread)."""
+        self.store.ping()
+
+    def _lock_database(self) -> DatabaseLock | None:
+        """Lock a SQLite database for this process (PostgreSQL needs no lock)."""
+        database = sqlite_file(self.config.database_url)
+        if database is None:
+            return None
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return DatabaseLock.acquire(database)
 
     def _open(self) -> None:
         """Database, source, sinks, reconciler (on the git thread: it owns pygit2 objects)."""
@@ -242,6 +261,14 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
+        lock = self._lock_database()
+        try:
+            return await self._serve()
+        finally:
+            if lock is not None:
+                lock.release()  # after the store is closed: the next daemon may start
+
+    async def _serve(self) -> int:
         import uvicorn
 
         from agentflowd.api.app import create_app
@@ -269,12 +296,12 @@ class Daemon:
         ):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
-        self._ready = True
         log.info("agentflowd listening on %s", self._api_url())
-        notify("READY=1", f"STATUS=listening on {self._api_url()}")
-        tasks = [asyncio.create_task(self._watchdog())]
+        notify(f"STATUS=listening on {self._api_url()}; first reconcile pending")
+        tasks = [asyncio.create_task(self._watchdog()), asyncio.create_task(self._follow())]
         if self.membership is not None:
             tasks.append(asyncio.create_task(self.membership.run()))
+            self._serving = True
             self._on_role(self.membership.role)
         try:
             await self._stop.wait()
@@ -359,7 +386,7 @@ class Daemon:
         if not coordinator.single:
             self._listener = Listener(
                 self.store.engine,
-                [Channel.WORK, Channel.SYNC, Channel.WORKFLOWS],
+                [Channel.WORK, Channel.SYNC, Channel.WORKFLOWS, Channel.CANCEL],
                 self._notified,
                 asyncio.get_running_loop(),
             )
@@ -388,7 +415,7 @@ class Daemon:
 
     def _on_role_soon(self, role: NodeRole) -> None:
         """The membership's role changed (called on the loop)."""
-        if self._ready or role is NodeRole.FOLLOWER:  # (before run() the tasks start there)
+        if self._serving or role is NodeRole.FOLLOWER:  # (before run() the tasks start there)
             self._on_role(role)
 
     def _on_role(self, role: NodeRole) -> None:
@@ -412,6 +439,29 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _follow(self) -> None:
+        """A follower is ready once the cluster has reconciled (the leader's pass is in the
+        store): it serves what the leader applied. Looked at every second until then, and
+        at once when the leader says it applied a revision."""
+        while not self.readiness.first_pass_done:
+            if self.role is NodeRole.FOLLOWER:
+                await self._leader_applied()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), timeout=1.0)
+            self._applied.clear()
+
+    async def _leader_applied(self) -> None:
+        try:
+            state = await asyncio.get_running_loop().run_in_executor(
+                None, self.store.source_state, self.reconciler.name
+            )
+        except AgentFlowError as exc:
+            log.debug("cannot read the source's state: %s", exc)
+            return
+        if state is not None and state.last_applied_sha and self.readiness.pass_ended(None):
+            log.info("the leader has reconciled %s: ready", state.last_applied_sha[:12])
+            notify("READY=1", f"STATUS=following; revision {state.last_applied_sha[:12]}")
+
     def _notified(self, channel: Channel, _payload: str) -> None:
         """A notification from another node (on the loop)."""
         if channel is Channel.WORK and self.membership is not None:
@@ -420,6 +470,19 @@ class Daemon:
             self.request_sync()
         elif channel is Channel.WORKFLOWS:
             self.refresh_triggers()
+            self._applied.set()
+        elif channel is Channel.CANCEL and self.engine is not None:
+            if _payload in self.engine.driven():
+                asyncio.ensure_future(self.engine.cancel(_payload))
+
+    async def forward_cancel(self, execution_id: str) -> bool:
+        """Ask the other nodes to cancel ``execution_id`` (its owner does)."""
+        if self._database is None or self._database.dialect.name != "postgresql":
+            return False
+        await asyncio.get_running_loop().run_in_executor(
+            None, cluster_notify, self._database, Channel.CANCEL, execution_id
+        )
+        return True
 
     async def _reconcile_loop(self) -> None:
         """Pass on every wake-up (watch, webhook, API), and at least every poll interval."""
@@ -442,10 +505,17 @@ class Daemon:
                 break
             if self._wake.is_set() or time.monotonic() >= due:
                 self._wake.clear()
-                await self._pass()
-                due = next_poll()
+                error = await self._pass()
+                due = next_poll() if error is None else time.monotonic() + self._retry_in(error)
 
-    async def _pass(self) -> None:
+    def _retry_in(self, error: StoreUnavailable) -> float:
+        """Seconds until a pass the database stopped is tried again: the error's delay,
+        doubling with every such pass in a row, at most the poll interval."""
+        self._store_failures += 1
+        return min(error.delay * 2.0 ** (self._store_failures - 1), self.config.poll_seconds)
+
+    async def _pass(self) -> StoreUnavailable | None:
+        """One reconcile pass; returns the database's error when it stopped the pass."""
         noticed, self._noticed_at = self._noticed_at, None
         started = time.perf_counter()
         try:
@@ -453,30 +523,49 @@ class Daemon:
         except AgentFlowError as exc:
             self.metrics.reconcile_total.labels("error").inc()
             log.warning("reconcile failed: %s", exc)
-            return
-        except Exception:  # a bug must not kill the loop: log it, try again next pass
+            return self._pass_ended(exc, status=f"reconcile failed: {exc}")
+        except Exception as exc:  # a bug must not kill the loop: log it, try again next pass
             self.metrics.reconcile_total.labels("error").inc()
             log.exception("reconcile crashed")
-            return
+            return self._pass_ended(exc, status="reconcile crashed (see the log)")
         finally:
             if self.config.validate_refs and not self._stop.is_set():
                 await self._validate_refs()
         self.last_outcome = outcome
         self._heartbeat = time.monotonic()
-        if outcome.noop:
-            return
-        elapsed = time.perf_counter() - started
-        self.metrics.reconcile_duration.observe(elapsed)
-        self.metrics.reconcile_total.labels(outcome.state.value if outcome.state else "none").inc()
-        self.metrics.last_sync.set(time.time())
-        if noticed is not None:
-            self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
-        await self._publish_status(outcome)
-        self.refresh_triggers()
-        if self._database is not None and self._database.dialect.name == "postgresql":
-            await asyncio.get_running_loop().run_in_executor(
-                None, _quietly, cluster_notify, self._database, Channel.WORKFLOWS
-            )
+        if not outcome.noop:
+            elapsed = time.perf_counter() - started
+            self.metrics.reconcile_duration.observe(elapsed)
+            state = outcome.state.value if outcome.state else "none"
+            self.metrics.reconcile_total.labels(state).inc()
+            self.metrics.last_sync.set(time.time())
+            if noticed is not None:
+                self.metrics.push_to_reconciled.observe(time.monotonic() - noticed)
+            try:
+                await self._publish_status(outcome)
+            except AgentFlowError as exc:  # the database went away after the pass
+                log.warning("cannot count the workflows for the status: %s", exc)
+            self.refresh_triggers()
+            if self._database is not None and self._database.dialect.name == "postgresql":
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _quietly, cluster_notify, self._database, Channel.WORKFLOWS
+                )
+        # (a pass with changes has just published its STATUS)
+        unchanged = f"revision {outcome.sha[:12]} applied" if outcome.noop else None
+        return self._pass_ended(outcome.error, status=unchanged)
+
+    def _pass_ended(
+        self, error: BaseException | None, *, status: str | None = None
+    ) -> StoreUnavailable | None:
+        """Tell readiness (and systemd, with ``status``, the first time a pass counts); returns
+        the database's error, if it stopped the pass."""
+        if self.readiness.pass_ended(error):
+            log.info("first reconcile pass done: ready")
+            notify("READY=1", *([f"STATUS={' '.join(status.split())}"] if status else []))
+        if isinstance(error, StoreUnavailable):
+            return error
+        self._store_failures = 0
+        return None
 
     def refresh_triggers(self) -> None:
         """Rebuild the trigger table from the store (after applying, suspend, rollback...).
@@ -592,7 +681,10 @@ class Daemon:
     async def _reload_config(self) -> None:
         if self._reload is None:
             return
-        notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        # before the first pass systemd still waits for READY=1: that one is the pass's to send
+        starting = not self.readiness.first_pass_done
+        if not starting:
+            notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             # everything that can fail first; then apply all of it, or none
             new = self._reload()
@@ -614,7 +706,8 @@ class Daemon:
             log.error("reload refused, keeping the running config: %s", exc)
             return
         finally:
-            notify("READY=1")
+            if not starting:
+                notify("READY=1")
         old_sinks = self.reconciler.sinks
         self.config = new
         self.webhook_secret = secret

@@ -11,6 +11,7 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     ├── PermanentError
     │   ├── ManifestError            invalid manifests; carries every Diagnostic found
     │   ├── UsageError               a command was called wrongly (exit code 2)
+    │   │   └── DatabaseInUse        another daemon holds this SQLite database
     │   ├── ConflictError            the change contradicts the current state (e.g. ownership)
     │   ├── NotFound                 (also a LookupError) a named thing does not exist
     │   │   ├── WorkflowNotFound
@@ -27,11 +28,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from agentflowd.manifest.diagnostics import Diagnostic
 
 __all__ = [
     "AgentFlowError",
     "ConflictError",
+    "DatabaseInUse",
     "ManifestError",
     "NotFound",
     "PermanentError",
@@ -73,6 +77,20 @@ class ManifestError(PermanentError):
 
 class UsageError(PermanentError):
     """A command or API call was made with arguments that cannot work."""
+
+
+class DatabaseInUse(UsageError):
+    """Another process holds the lock of this SQLite database (SQLite serves one daemon);
+    ``pid`` is the holder's when it could be read."""
+
+    def __init__(self, database: Path, *, pid: int | None) -> None:
+        holder = f"agentflowd pid {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"database {database} is in use by {holder}; SQLite serves one daemon: stop that "
+            "one, or use PostgreSQL (--database postgresql://...) to run several"
+        )
+        self.database = database
+        self.pid = pid
 
 
 class SourceError(PermanentError):

@@ -82,14 +82,29 @@ def make_app(root: Path, token: str | None) -> Any:
 
 
 @contextmanager
-def serve_git(root: Path, *, token: str | None = None) -> Iterator[str]:
-    """Serve the repositories under ``root``; yields the base URL."""
-    server: WSGIServer = make_server("127.0.0.1", 0, make_app(root, token), handler_class=_Quiet)
+def serve_git(
+    root: Path, *, token: str | None = None, gate: threading.Event | None = None
+) -> Iterator[str]:
+    """Serve the repositories under ``root``; yields the base URL.
+
+    With a ``gate``, every request waits until it is set (a remote that hangs, then answers);
+    it is set on leaving."""
+    app = make_app(root, token)
+    if gate is not None:
+        served = app
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            gate.wait()
+            return served(environ, start_response)  # type: ignore[no-any-return]
+
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
+        if gate is not None:
+            gate.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -11,9 +11,12 @@ MODULES = [
     "agentflowd.errors",
     "agentflowd.manifest",
     "agentflowd.manifest.model",
+    "agentflowd.node",
     "agentflowd.source",
     "agentflowd.store",
+    "agentflowd.store.filelock",
     "agentflowd.cli",
+    "agentflowd.api.app",
     "sandbox",
     "router",
 ]

@@ -2,8 +2,11 @@
 webhooks, health and metrics.
 
 Every error has one shape, ``{"error": {"code": ..., "message": ...}}``, with 404 for unknown
-names, 409 for conflicts, 400/422 for bad requests. Store reads run in FastAPI's thread pool;
-anything touching git goes through the daemon's single git thread.
+names, 409 for conflicts, 400/422 for bad requests. ``/readyz`` adds its report to that shape
+when it says 503 (``ready``, ``reasons``, ``role``, as its 200 does), so a probe reads one body
+whatever the answer, and a client that knows only the error shape still reads the reasons.
+Store reads run in FastAPI's thread pool; anything touching git goes through the daemon's
+single git thread.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
 from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
 from agentflowd.manifest import Workflow
+from agentflowd.node import NodeRole, Readiness
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import Plan, Reconciler, SyncOutcome
 from agentflowd.store import RevisionRecord, Store, StoredWorkflow, WorkflowHead
 
-__all__ = ["DaemonHandle", "ErrorBody", "create_app"]
+__all__ = ["DaemonHandle", "ErrorBody", "NotReadyBody", "ReadinessView", "create_app"]
 
 
 class DaemonHandle(Protocol):
@@ -46,13 +50,15 @@ class DaemonHandle(Protocol):
     journal: Journal | None
     triggers: TriggerTable
 
+    @property
+    def role(self) -> NodeRole:
+        """This node's role in a fleet (``/readyz`` reports it)."""
+
+    #: Whether this node can take traffic (``/readyz``).
+    readiness: Readiness
+
     def refresh_triggers(self) -> None:
         """Rebuild the triggers from the store (after suspend, resume, rollback...)."""
-        ...
-
-    @property
-    def ready(self) -> bool:
-        """True once the database, the source and the listener are up."""
         ...
 
     def run_git(self, fn: Callable[[], Any]) -> Awaitable[Any]:
@@ -61,6 +67,11 @@ class DaemonHandle(Protocol):
 
     def request_sync(self, noticed_at: float | None = None) -> None:
         """Ask the reconcile loop for a pass now."""
+        ...
+
+    async def forward_cancel(self, execution_id: str) -> bool:
+        """Ask the node that drives ``execution_id`` to cancel it (several nodes); False
+        when there is no other node to ask."""
         ...
 
 
@@ -75,6 +86,20 @@ class ErrorBody(BaseModel):
     """The body of every error response."""
 
     error: ErrorDetail
+
+
+class ReadinessView(BaseModel):
+    """Whether this node takes traffic, why not, and its role."""
+
+    ready: bool
+    reasons: list[str] = Field(
+        description="why not ready: 'first reconcile pending', 'database unreachable: ...'"
+    )
+    role: NodeRole
+
+
+class NotReadyBody(ErrorBody, ReadinessView):
+    """``/readyz``'s 503: the error shape and the readiness report."""
 
 
 class RollbackRequest(BaseModel):
@@ -211,12 +236,21 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         """The process is alive and serving."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorBody}})
-    def readyz() -> Response:
-        """Ready: the database is migrated, the source opened and the listener bound."""
-        if not daemon.ready:
-            return _error(503, "not_ready", "starting")
-        return JSONResponse({"status": "ready"})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=ReadinessView,
+        responses={503: {"model": NotReadyBody}},
+    )
+    async def readyz() -> Response:
+        """Ready to take traffic: the first reconcile pass is done and the database answers
+        (checked at most once a second). 503 says why not."""
+        report = await daemon.readiness.report(daemon.role)
+        view = ReadinessView(ready=report.ready, reasons=list(report.reasons), role=report.role)
+        if report.ready:
+            return JSONResponse(view.model_dump(mode="json"))
+        error = {"code": "not_ready", "message": "; ".join(report.reasons)}
+        return JSONResponse({"error": error, **view.model_dump(mode="json")}, status_code=503)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

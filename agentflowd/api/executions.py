@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from agentflowd.engine import TERMINAL, EventRecord, ExecutionRecord, StepRecord
 from agentflowd.engine.triggers import resolve_secret, signature_ok
+from agentflowd.errors import NotFound
 
 if TYPE_CHECKING:
     from agentflowd.api.app import DaemonHandle
@@ -144,7 +145,14 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
         """Stop scheduling an execution; running steps end within their timeout."""
         if daemon.engine is None:
             return _unavailable()
-        return execution_view(await daemon.engine.cancel(execution_id))
+        try:
+            return execution_view(await daemon.engine.cancel(execution_id))
+        except NotFound:
+            # unfinished, and driven by another node: that node is asked to cancel it
+            if not await daemon.forward_cancel(execution_id):
+                raise
+            record = await db(daemon.engine.log.execution, execution_id)
+            return JSONResponse(execution_view(record), status_code=202)
 
     @routes.get("/api/v1/executions/{execution_id}/events", response_model=None)
     async def events(
@@ -162,6 +170,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
 
         async def stream() -> AsyncIterator[bytes]:
             last = after
+            quiet = 0.0  # seconds since the last thing sent
             while True:
                 waiter = engine.changed()
                 batch = await db(journal.events, execution_id, after=last)
@@ -177,11 +186,18 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
                     return
                 if await request.is_disconnected():
                     return
+                # this node's commits wake the stream; an execution another node drives is
+                # looked at 4 times a second (its commits are not this node's)
+                wait = 15.0 if engine.drives(execution_id) else 0.25
                 try:
-                    async with asyncio.timeout(15):
+                    async with asyncio.timeout(wait):
                         await waiter
+                    quiet = 0.0
                 except TimeoutError:
-                    yield b": keep-alive\n\n"
+                    quiet = 0.0 if batch else quiet + wait
+                    if quiet >= 15.0:
+                        quiet = 0.0
+                        yield b": keep-alive\n\n"
 
         return StreamingResponse(
             stream(),

@@ -28,10 +28,10 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from agentflowd.engine.records import ExecutionRecord
+from agentflowd.node import NodeRole
 
 __all__ = ["Claim", "Coordinator", "LEADER_LEASE", "NodeRole", "new_node_id", "node_lease"]
 
@@ -49,13 +49,6 @@ def new_node_id(name: str | None = None) -> str:
     restarted daemon is a new node: its old executions are taken over as a dead node's)."""
     base = (name or socket.gethostname() or "node")[:80]
     return f"{base}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-class NodeRole(StrEnum):
-    """What a node does beyond serving the API and running steps."""
-
-    LEADER = "leader"  # also reconciles, schedules and posts statuses
-    FOLLOWER = "follower"
 
 
 @dataclass(frozen=True, kw_only=True)

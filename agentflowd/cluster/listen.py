@@ -32,6 +32,7 @@ class Channel(StrEnum):
     WORK = "agentflow_work"  # executions need an owner
     SYNC = "agentflow_sync"  # the leader should reconcile now
     WORKFLOWS = "agentflow_workflows"  # workflows changed: refresh triggers
+    CANCEL = "agentflow_cancel"  # the execution's owner should cancel it (payload: its id)
 
 
 def notify(engine: Engine, channel: Channel, payload: str = "") -> None:

@@ -184,6 +184,10 @@ class Engine:
             taken += 1
         return taken
 
+    def drives(self, execution_id: str) -> bool:
+        """Whether this engine drives ``execution_id`` now."""
+        return execution_id in self._runs
+
     def driven(self) -> list[str]:
         """The executions this engine drives now."""
         return list(self._runs)

@@ -68,6 +68,9 @@ class SyncOutcome:
     plan: Plan | None = None
     report: IntakeResult | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: The error that ended the revision early (e.g. the database went away while applying):
+    #: readiness does not count a pass the database stopped.
+    error: AgentFlowError | None = None
 
     @property
     def noop(self) -> bool:
@@ -165,8 +168,10 @@ class Reconciler:
                 read_image=snapshot.images.read,
             )
         except PermanentError as exc:
+            outcome.error = exc
             return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {})
         except AgentFlowError as exc:
+            outcome.error = exc
             return self._finish(outcome, RevisionState.ERROR, str(exc), [], {})
         outcome.plan, outcome.report = the_plan, report
         outcome.diagnostics = report.errors

@@ -55,6 +55,11 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
 
+    def ping(self) -> None:
+        """Return when the database answers a trivial query now; raise
+        :class:`~agentflowd.errors.StoreUnavailable` (why, in one line) when it does not.
+        Readiness probes call it (cached); it sets no timeout of its own."""
+
     def workflows(self) -> dict[str, StoredWorkflow]:
         """Every stored workflow by name."""
         ...

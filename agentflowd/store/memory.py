@@ -54,6 +54,9 @@ class MemoryStore:
     def close(self) -> None:
         """Nothing to release."""
 
+    def ping(self) -> None:
+        """A dict always answers."""
+
     def workflows(self) -> dict[str, StoredWorkflow]:
         with self._lock:
             return {k: copy.deepcopy(v) for k, v in sorted(self._workflows.items())}

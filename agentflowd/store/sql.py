@@ -140,6 +140,16 @@ class SqlStore:
         """Dispose of the connection pool."""
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection (PostgreSQL's pre-ping replaces a connection the
+        server dropped, so a database that came back answers at once). The driver's message,
+        on one line: psycopg's span several."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailable(" ".join(str(exc.orig).split()), delay=1.0) from exc
+
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         try:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from agentflowd.api.app import create_app
 from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
+from agentflowd.node import NodeRole, Readiness
 from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
@@ -41,7 +42,8 @@ class Handle:
         )
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.sync_requests = 0
-        self.ready = True
+        self.role = NodeRole.LEADER
+        self.readiness = Readiness(self.store.ping)
         self.engine: Engine | None = None
         self.journal: Journal | None = None
         self.triggers = TriggerTable()
@@ -54,6 +56,9 @@ class Handle:
 
     def request_sync(self, noticed_at: float | None = None) -> None:
         self.sync_requests += 1
+
+    async def forward_cancel(self, execution_id: str) -> bool:
+        return False
 
 
 @pytest.fixture
@@ -185,9 +190,9 @@ def test_webhooks_are_refused_without_a_secret(env):
 def test_health_and_metrics(env):
     client, handle, _ = env
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 503  # until the first pass (tests/api/test_readyz)
+    handle.readiness.pass_ended(None)
     assert client.get("/readyz").status_code == 200
-    handle.ready = False
-    assert client.get("/readyz").status_code == 503
     text = client.get("/metrics").text
     assert 'agentflow_build_info{version="' in text
     assert "_created" not in text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +29,58 @@ def demo_repo(repo: Path) -> Path:
         cwd=ROOT,
     )
     return repo
+
+
+def start(
+    *args: str | Path, env: dict[str, str] | None = None, stdout: int | None = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """``agentflowd serve ARGS`` (stderr piped, text)."""
+    return subprocess.Popen(
+        [BIN / "agentflowd", "serve", *args],
+        env={**os.environ, **(env or {})},
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def readyz(url: str) -> httpx.Response | None:
+    """The daemon's ``/readyz`` answer, or None while nothing listens."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+class NotifySocket:
+    """A fake systemd: the datagram socket behind $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def expect(self, line: str, timeout: float = 20.0) -> list[str]:
+        """Receive datagrams until one holds ``line``; returns everything received so far."""
+        self.sock.settimeout(timeout)
+        while not any(line in m.splitlines() for m in self.messages):
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except TimeoutError as exc:
+                raise AssertionError(f"no {line!r} from the daemon; got {self.messages}") from exc
+        return self.messages
+
+    def lines(self) -> list[str]:
+        """Every line received so far, without waiting."""
+        self.sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.messages.append(self.sock.recv(65536).decode())
+        return [line for m in self.messages for line in m.splitlines()]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @contextmanager

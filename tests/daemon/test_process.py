@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,30 +14,11 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, git, init_repo
+from tests.daemon.examples import NotifySocket
 from tests.manifests import named
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
-
-
-class NotifySocket:
-    """A fake systemd: the datagram socket behind $NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages: list[str] = []
-
-    def expect(self, line: str, timeout: float = 20.0) -> list[str]:
-        """Receive datagrams until one holds ``line``; returns everything received so far."""
-        self.sock.settimeout(timeout)
-        while not any(line in m.splitlines() for m in self.messages):
-            try:
-                self.messages.append(self.sock.recv(65536).decode())
-            except TimeoutError as exc:
-                raise AssertionError(f"no {line!r} from the daemon; got {self.messages}") from exc
-        return self.messages
 
 
 @pytest.fixture
@@ -89,8 +69,8 @@ def daemon(
 def test_ready_status_watchdog_reload_and_stop(daemon, repo):
     proc, notify, url, config = daemon
     notify.expect("READY=1")
-    # READY comes only after the listener is bound and the database migrated
-    assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
+    # READY comes only after the first reconcile pass (tests/daemon/test_ready.py)
+    assert httpx.get(f"{url}/readyz").json() == {"ready": True, "reasons": [], "role": "leader"}
     notify.expect("WATCHDOG=1", timeout=10)
     statuses = wait_for(
         lambda: (

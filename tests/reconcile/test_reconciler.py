@@ -176,6 +176,30 @@ def test_a_crash_mid_apply_converges_on_the_next_pass(repo, tmp_path):
     assert outcome.plan.counts() == {"create": 3, "unchanged": 2}
 
 
+def test_an_outcome_carries_the_error_that_ended_its_revision(repo, tmp_path):
+    from agentflowd.errors import StoreUnavailable
+
+    commit(repo, {"a.yaml": named("a")})
+
+    class Blip(MemoryStore):
+        gone = True
+
+        def put_workflow(self, *args, **kw):
+            if self.gone:
+                self.gone = False
+                raise StoreUnavailable("database unavailable: terminating connection")
+            return super().put_workflow(*args, **kw)
+
+    reconciler, _ = make(repo, tmp_path, store=Blip())
+    outcome = reconciler.sync()  # the database came back in time to record the revision
+    assert outcome.state is RevisionState.ERROR
+    assert isinstance(outcome.error, StoreUnavailable)  # readiness does not count this pass
+    commit(repo, {"b.yaml": "{"})
+    outcome = reconciler.sync()
+    assert outcome.state is RevisionState.FAILURE and outcome.error is None  # b.yaml is broken
+    assert sorted(reconciler.store.workflows()) == ["a"]
+
+
 def test_git_notes_keep_one_line_per_state_across_rereconciles(repo, tmp_path):
     sha = commit(repo, {"a.yaml": VALID})
     reconciler, _ = make(repo, tmp_path)

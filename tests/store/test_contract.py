@@ -300,3 +300,28 @@ def test_the_workflows_epoch_moves_with_every_change_to_a_workflow(store: Store)
     assert store.workflows_epoch == seen[-1]  # reads leave it alone
     store.delete_workflow("wf")
     moved()
+
+
+def test_ping_answers(store: Store):
+    store.ping()
+    store.ping()  # and gives its connection back (the fixture checks for leaks)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://nobody@127.0.0.1:1/none", "connection"),
+        ("/nonexistent/dir/state.db", "unable to open database file"),
+    ],
+)
+def test_ping_says_in_one_line_why_a_database_does_not_answer(url: str, why: str):
+    from agentflowd.errors import StoreUnavailable
+    from agentflowd.store import SqlStore
+
+    store = SqlStore.open(url)
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            store.ping()
+    finally:
+        store.close()
+    assert why in str(info.value) and "\n" not in str(info.value)
