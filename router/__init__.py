@@ -3,8 +3,9 @@
 :class:`Router` sends each call to a deployment chosen by a compiled :class:`RoutingPolicy`
 (conditions, hard filters, a strategy), with one retry loop for every failure, circuit breakers,
 reservation budgets, an exact-match cache and exact costs from a :class:`PriceBook`; every
-attempt becomes a :class:`CostRecord` in a :class:`Ledger`, journaled before its request leaves. Provider clients speak the OpenAI
-Chat Completions and Anthropic Messages APIs over httpx; ``mock`` answers offline.
+attempt becomes a :class:`CostRecord` in a :class:`Ledger`, journaled before its request
+leaves. Provider clients speak the OpenAI Chat Completions and Anthropic Messages APIs over
+httpx; ``mock`` answers offline.
 
 Importing this package is cheap: httpx, genai-prices and the clients load when first used.
 """
