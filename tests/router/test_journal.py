@@ -190,7 +190,11 @@ def test_a_cache_hit_is_one_settled_record_at_zero_with_no_reservation():
     assert hit.cache_hit
     record = ledger.records[-1]
     assert len(ledger.records) == 2 and record.cache_hit
-    assert (record.state, record.cost, record.reserved) == (CostState.SETTLED, 0, 0)
+    assert (record.state, record.cost, record.reserved) == (
+        CostState.SETTLED,
+        Decimal(0),
+        Decimal(0),
+    )
 
 
 def test_a_stream_is_journaled_before_it_starts_and_settled_when_done():
