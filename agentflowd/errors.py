@@ -15,7 +15,8 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     │   ├── ConflictError            the change contradicts the current state (e.g. ownership)
     │   ├── NotFound                 (also a LookupError) a named thing does not exist
     │   │   ├── WorkflowNotFound
-    │   │   └── RevisionRecordNotFound
+    │   │   ├── RevisionRecordNotFound
+    │   │   └── LlmCallNotFound      no reserved ledger row has this id
     │   └── SourceError              a git repository or a file cannot be read as asked
     │       └── RevisionNotFound     (also a NotFound) a ref or commit does not exist
     └── TransientError               may succeed on a later attempt; ``.delay`` seconds
@@ -36,6 +37,7 @@ __all__ = [
     "AgentFlowError",
     "ConflictError",
     "DatabaseInUse",
+    "LlmCallNotFound",
     "ManifestError",
     "NotFound",
     "PermanentError",
@@ -135,6 +137,14 @@ class RevisionRecordNotFound(NotFound):
     def __init__(self, revision_id: int) -> None:
         super().__init__(f"revision record {revision_id} not found")
         self.revision_id = revision_id
+
+
+class LlmCallNotFound(NotFound):
+    """No reserved LLM call in the cost ledger has this id (none has, or it was settled)."""
+
+    def __init__(self, call_id: int) -> None:
+        super().__init__(f"no reserved LLM call {call_id} in the cost ledger")
+        self.call_id = call_id
 
 
 class StoreUnavailable(TransientError):

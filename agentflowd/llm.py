@@ -10,6 +10,9 @@ json=..., features={...})``; the guest sends that as JSON. :func:`llm_callback` 
 
 ``mock`` is true when the mock provider answered (the text starts with ``[mock``). Every
 failure becomes the guest's error value (``HostCallError``), never an exception in wasmtime.
+
+The ledger is written before each request leaves (:class:`StoreLedger`), so budgets seeded from
+it at start (:func:`budget_seed`) see the calls a killed daemon had in flight.
 """
 
 from __future__ import annotations
@@ -21,8 +24,16 @@ from decimal import Decimal
 from typing import Any
 
 from agentflowd.observability import Metrics
-from agentflowd.store import LlmCall, Store
-from router import CallContext, ChatRequest, CostRecord, Message, RouterError, RoutingPolicy
+from agentflowd.store import LlmCall, LlmCallState, Store
+from router import (
+    CallContext,
+    ChatRequest,
+    CostRecord,
+    CostState,
+    Message,
+    RouterError,
+    RoutingPolicy,
+)
 from router.features import FEATURE_VALUES
 from router.router import Router
 from sandbox import HostCallError
@@ -116,53 +127,77 @@ def llm_callback(
 
 class StoreLedger:
     """The router's ledger kept in the daemon's store (table ``llm_calls``), and counted in the
-    token and cost metrics."""
+    token and cost metrics.
+
+    An attempt is two writes: :meth:`record` journals it, reserved at its worst case, before
+    its request leaves (a failure here refuses the attempt: nothing is sent that the ledger
+    does not hold), and :meth:`settle` rewrites the row once the attempt is over. A cache hit is
+    one write, settled at zero. The metrics count settled spend only: a reservation is not yet
+    spend, and one a crash leaves behind is counted by the ledger, not by a process that died.
+    """
 
     def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
 
-    def record(self, entry: CostRecord) -> None:
-        """One attempt, as a row."""
+    def record(self, entry: CostRecord) -> int:
+        """One attempt as a row (reserved, or a settled cache hit); the row's id."""
+        if entry.state is not CostState.RESERVED:
+            self._count(entry)
+        return self.store.record_llm_call(_as_call(entry))
+
+    def settle(self, key: int, entry: CostRecord) -> None:
+        """How the attempt journaled as row ``key`` ended."""
+        self._count(entry)
+        self.store.settle_llm_call(key, _as_call(entry))
+
+    def _count(self, entry: CostRecord) -> None:
+        if self.metrics is None:
+            return
         usage = entry.usage
-        if self.metrics is not None:
-            tokens = self.metrics.llm_tokens
-            tokens.labels(entry.provider, entry.model, "input").inc(usage.input_tokens)
-            tokens.labels(entry.provider, entry.model, "output").inc(usage.output_tokens)
-            self.metrics.llm_cost.labels(entry.provider, entry.model).inc(float(entry.cost))
-        self.store.record_llm_call(
-            LlmCall(
-                at=datetime.fromtimestamp(entry.at, UTC),
-                workflow=entry.workflow,
-                agent=entry.agent,
-                execution=entry.execution,
-                step=entry.step,
-                provider=entry.provider,
-                kind=entry.kind,
-                model=entry.model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
-                estimated=usage.estimated,
-                cost=entry.cost,
-                price_source=entry.price_source,
-                latency_ms=entry.latency_ms,
-                cache_hit=entry.cache_hit,
-                fallback_depth=entry.fallback_depth,
-                attempt=entry.attempt,
-                outcome=entry.outcome,
-                reason=entry.reason,
-                error=entry.error,
-            )
-        )
+        tokens = self.metrics.llm_tokens
+        tokens.labels(entry.provider, entry.model, "input").inc(usage.input_tokens)
+        tokens.labels(entry.provider, entry.model, "output").inc(usage.output_tokens)
+        self.metrics.llm_cost.labels(entry.provider, entry.model).inc(float(entry.cost))
+
+
+def _as_call(entry: CostRecord) -> LlmCall:
+    usage = entry.usage
+    return LlmCall(
+        at=datetime.fromtimestamp(entry.at, UTC),
+        workflow=entry.workflow,
+        agent=entry.agent,
+        execution=entry.execution,
+        step=entry.step,
+        provider=entry.provider,
+        kind=entry.kind,
+        model=entry.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+        estimated=usage.estimated,
+        cost=entry.cost,
+        price_source=entry.price_source,
+        latency_ms=entry.latency_ms,
+        cache_hit=entry.cache_hit,
+        fallback_depth=entry.fallback_depth,
+        attempt=entry.attempt,
+        outcome=entry.outcome,
+        reason=entry.reason,
+        error=entry.error,
+        state=LlmCallState(entry.state.value),
+        reserved=entry.reserved,
+    )
 
 
 def budget_seed(store: Store) -> Callable[[str], Decimal]:
     """What a budget scope had spent, from the ledger (so a restart does not reset budgets).
 
     Scopes are those of :func:`router.budget_limits`: ``execution:ID``,
-    ``workflow:NAME:day:YYYY-MM-DD`` and ``workflow:NAME:month:YYYY-MM``.
+    ``workflow:NAME:day:YYYY-MM-DD`` and ``workflow:NAME:month:YYYY-MM``. A row still reserved
+    (its process died with the call in flight) counts at its reservation, so a budget holds
+    across a kill -9: every call that may have been paid is counted, at no less than it cost.
     """
 
     def spent(scope: str) -> Decimal:

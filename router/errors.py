@@ -2,6 +2,18 @@
 
 Provider failures are classified once, by the provider client, into an :class:`ErrorKind`; the
 router's retry loop decides what each kind means (retry, fall back, open the breaker, refuse).
+The client also says how far the request got (:class:`Delivery`): that decides what a failed
+attempt stays counted at in the budgets and the cost ledger.
+
+::
+
+    RouterError
+    ├── ConfigError          the router's configuration cannot be used
+    ├── ProviderError        one attempt failed; ``.kind``, ``.delivery``, ``.usage``
+    ├── MidStreamError       a stream failed after text was handed on (no fallback)
+    ├── LedgerError          an attempt could not be journaled, so it was not sent
+    └── NoRoute              no route can take the request; ``.reasons``
+        └── BudgetExceeded   every eligible route would cross a hard budget
 """
 
 from __future__ import annotations
@@ -15,7 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BudgetExceeded",
     "ConfigError",
+    "Delivery",
     "ErrorKind",
+    "LedgerError",
     "MidStreamError",
     "NoRoute",
     "ProviderError",
@@ -70,8 +84,24 @@ _RETRYABLE = frozenset(
 )
 
 
+class Delivery(enum.StrEnum):
+    """How far a failed attempt's request got, as far as the client can tell; it decides what
+    the attempt is billed at when the provider reported no usage (``Router._billed``).
+
+    Conservative on purpose: only a request that certainly never left is free, or one the
+    provider itself answered with an error (providers bill neither 4xx nor 5xx answers); a
+    request that left and got no readable word back may have been answered, and billed, in full.
+    """
+
+    UNSENT = "unsent"  # the connection was never made: nothing reached the provider
+    ANSWERED = "answered"  # the provider answered with an error: billed only what it reports
+    UNKNOWN = "unknown"  # it left, and no readable answer came back: maybe billed in full
+
+
 class ProviderError(RouterError):
-    """A provider call failed; ``kind`` says how, ``retry_after`` (seconds) when it said so."""
+    """A provider call failed; ``kind`` says how, ``retry_after`` (seconds) when it said so,
+    ``delivery`` how far the request got (by default: a timeout or a dropped connection without
+    an HTTP status is :attr:`Delivery.UNKNOWN`, anything else the provider's own answer)."""
 
     def __init__(
         self,
@@ -83,8 +113,13 @@ class ProviderError(RouterError):
         provider: str = "",
         model: str = "",
         usage: Usage | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         super().__init__(message)
+        if delivery is None:
+            silent = status is None and kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION)
+            delivery = Delivery.UNKNOWN if silent else Delivery.ANSWERED
+        self.delivery = delivery
         self.usage = usage  # what the failed call was billed for, when the provider said
         self.kind = kind
         self.message = message
@@ -106,6 +141,11 @@ class MidStreamError(RouterError):
         super().__init__(f"stream failed after {len(partial_text)} characters: {cause}")
         self.cause = cause
         self.partial_text = partial_text
+
+
+class LedgerError(RouterError):
+    """The cost ledger could not journal an attempt before its request would have left, so the
+    request was not sent: a call that cannot be accounted for is not paid for."""
 
 
 class NoRoute(RouterError):

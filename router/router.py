@@ -1,4 +1,13 @@
-"""The router: features → filters → ranking → (cache) → reserve → try the chain → settle → ledger.
+"""The router: features → filters → ranking → (cache) → reserve → journal → try the chain → settle.
+
+Every attempt is journaled in the ledger at its reservation (the worst case) before its request
+leaves, and settled there after (``router/ledger.py``): a process killed mid-call leaves a
+record that still counts what the call may have cost. A ledger that cannot journal refuses the
+attempt (:class:`LedgerError`); one that cannot settle leaves the record counted too high.
+A failed attempt stays counted by how far its request got (:class:`Delivery`): at the usage the
+provider reported; at nothing when the connection was never made or the provider answered with
+an error; at its reservation when it left and no readable answer came back (a timeout, a drop,
+an unreadable answer): the provider may have done, and billed, the whole work.
 
 One retry loop, here, owns every failure (provider clients make one attempt each):
 
@@ -30,10 +39,18 @@ from decimal import Decimal
 
 from router.budget import BudgetLimit, Budgets, Lease
 from router.cache import ResponseCache, cacheable
-from router.errors import BudgetExceeded, ErrorKind, MidStreamError, NoRoute, ProviderError
+from router.errors import (
+    BudgetExceeded,
+    Delivery,
+    ErrorKind,
+    LedgerError,
+    MidStreamError,
+    NoRoute,
+    ProviderError,
+)
 from router.features import Features, estimate_tokens, extract
 from router.health import Health
-from router.ledger import CostRecord, Ledger, MemoryLedger
+from router.ledger import CostRecord, CostState, Ledger, MemoryLedger
 from router.pricing import PriceBook, Rate, Rates
 from router.providers.base import Provider
 from router.ratelimit import RateLimits
@@ -69,6 +86,14 @@ class Routed:
     cache_hit: bool
     decision: Decision
     attempts: tuple[str, ...] = ()  # "openai/gpt-4o: rate-limited ..." per failed attempt
+
+
+@dataclass(frozen=True)
+class _Journaled:
+    """An attempt's reserved record in the ledger: its key, and the record as journaled."""
+
+    key: int
+    entry: CostRecord
 
 
 @dataclass
@@ -265,9 +290,9 @@ class Router:
         if cacheable(request):
             cache_key = ResponseCache.key(route.label, request, features.data_sensitivity)
             hit = self.cache.get(cache_key)
-            if hit is not None:
+            if hit is not None:  # nothing leaves: recorded settled at zero, with no reservation
                 self._record(
-                    ctx, candidate, hit.usage, Decimal(0), 0.0, depth, 1, "ok", reason, True
+                    self._entry(ctx, candidate, depth, 1, reason, hit.usage, cache_hit=True)
                 )
                 return Routed(
                     response=hit,
@@ -288,16 +313,14 @@ class Router:
             lease = self._reserve(candidate, ctx, progress)  # one per attempt: each may bill
             if lease is None:
                 return None
+            journal = self._journal(ctx, candidate, features, lease, depth, attempt, reason)
             spent: Decimal | None = None  # None: nothing billed, release the reservation
             started = self.clock()
             try:
                 response = self._call(provider, route, request, ctx)
             except ProviderError as error:
-                billed = _billed(error, request)
-                spent = candidate.rates.cost(billed) if billed is not None else None
-                self._failed(
-                    candidate, error, started, depth, attempt, reason, ctx, progress, billed, spent
-                )
+                billed, spent = _billed(error, journal.entry, candidate.rates)
+                self._failed(candidate, error, started, journal, progress, billed, spent)
                 if error.kind is ErrorKind.BAD_REQUEST:
                     raise
                 if self._retry(error, attempt, ctx):
@@ -319,9 +342,7 @@ class Router:
                 self.limits.observe(route.label, response.rate)
                 self.limits.settle(route.label, tokens, usage.input_tokens + usage.output_tokens)
                 self._observe(route.label, latency)
-                self._record(
-                    ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False
-                )
+                self._settle(journal, usage, cost, latency, "ok")
                 if cache_key is not None:
                     self.cache.put(cache_key, response)
                 return Routed(
@@ -352,7 +373,71 @@ class Router:
                 f"unreadable answer: {type(exc).__name__}: {str(exc)[:200]}",
                 provider=route.deployment,
                 model=route.model,
+                delivery=Delivery.UNKNOWN,  # the request may have been answered, and billed
             ) from exc
+
+    def _journal(
+        self,
+        ctx: CallContext,
+        candidate: Candidate,
+        features: Features,
+        lease: Lease,
+        depth: int,
+        attempt: int,
+        reason: str,
+    ) -> _Journaled:
+        """Journal an attempt before its request leaves: a reserved record at the worst case
+        (its worst-case tokens, estimated). A ledger that cannot keep it refuses the attempt."""
+        worst = Usage(
+            input_tokens=features.max_input_tokens,
+            output_tokens=features.max_output_tokens,
+            estimated=True,
+        )
+        entry = self._entry(
+            ctx, candidate, depth, attempt, reason, worst, cost=lease.amount, reserved=True
+        )
+        try:
+            key = self.ledger.record(entry)
+        except Exception as exc:
+            self.budgets.release(lease)
+            raise LedgerError(
+                f"{candidate.route.label}: the cost ledger cannot journal the attempt "
+                f"({type(exc).__name__}: {str(exc)[:200]}), so it was not sent"
+            ) from exc
+        return _Journaled(key, entry)
+
+    def _settle(
+        self,
+        journal: _Journaled,
+        usage: Usage | None,
+        cost: Decimal | None,
+        latency_ms: float,
+        outcome: str,
+        error: str = "",
+    ) -> None:
+        """Replace an attempt's reserved record by how it ended: settled at ``cost`` for
+        ``usage``, or released (``usage`` None: nothing was billed). A ledger that fails here
+        leaves the record reserved, counted at its worst case (logged, never raised)."""
+        billed = usage is not None and cost is not None
+        entry = replace(
+            journal.entry,
+            usage=usage if usage is not None else Usage(),
+            cost=cost if cost is not None and billed else Decimal(0),
+            latency_ms=round(latency_ms, 3),
+            outcome=outcome,
+            error=error,
+            state=CostState.SETTLED if billed else CostState.RELEASED,
+        )
+        try:
+            self.ledger.settle(journal.key, entry)
+        except Exception:
+            log.exception(
+                "cannot settle the ledger record of an attempt at %s/%s: it stays counted at "
+                "its reservation ($%s)",
+                entry.provider,
+                entry.model,
+                entry.reserved,
+            )
 
     def _close(self, lease: Lease, spent: Decimal | None, label: str) -> None:
         """Settle an attempt's reservation at what it cost, or release it."""
@@ -413,30 +498,15 @@ class Router:
         candidate: Candidate,
         error: ProviderError,
         started: float,
-        depth: int,
-        attempt: int,
-        reason: str,
-        ctx: CallContext,
+        journal: _Journaled,
         progress: _Progress,
-        billed: Usage | None = None,
-        spent: Decimal | None = None,
+        billed: Usage | None,
+        spent: Decimal | None,
     ) -> None:
         route = candidate.route
         self.health.failure(route.label, route.deployment, error)
         latency = (self.clock() - started) * 1000
-        self._record(
-            ctx,
-            candidate,
-            billed or Usage(),
-            spent or Decimal(0),
-            latency,
-            depth,
-            attempt,
-            error.kind.value,
-            reason,
-            False,
-            str(error)[:500],
-        )
+        self._settle(journal, billed, spent, latency, error.kind.value, str(error)[:500])
         progress.failures.append(f"{route.label}: {error.kind.value} ({error.message[:200]})")
         if error.kind is ErrorKind.CONTEXT_TOO_LONG:
             window = candidate.rates.context_window or 0
@@ -448,22 +518,22 @@ class Router:
         old = self._latency.get(label)
         self._latency[label] = latency_ms if old is None else 0.8 * old + 0.2 * latency_ms
 
-    def _record(
+    def _entry(
         self,
         ctx: CallContext,
         candidate: Candidate,
-        usage: Usage,
-        cost: Decimal,
-        latency_ms: float,
         depth: int,
         attempt: int,
-        outcome: str,
         reason: str,
-        cache_hit: bool,
-        error: str = "",
-    ) -> None:
+        usage: Usage,
+        *,
+        cost: Decimal = Decimal(0),
+        reserved: bool = False,
+        cache_hit: bool = False,
+    ) -> CostRecord:
+        """A record of one attempt, timed now: reserved at ``cost``, or settled (a cache hit)."""
         route = candidate.route
-        entry = CostRecord(
+        return CostRecord(
             at=self.wall(),
             workflow=ctx.workflow,
             agent=ctx.agent,
@@ -475,18 +545,23 @@ class Router:
             usage=usage,
             cost=cost,
             price_source=candidate.rates.source,
-            latency_ms=round(latency_ms, 3),
+            latency_ms=0.0,
             cache_hit=cache_hit,
             fallback_depth=depth,
             attempt=attempt,
-            outcome=outcome,
+            outcome="pending" if reserved else "ok",
             reason=reason,
-            error=error,
+            state=CostState.RESERVED if reserved else CostState.SETTLED,
+            reserved=cost if reserved else Decimal(0),
         )
+
+    def _record(self, entry: CostRecord) -> None:
+        """Keep a record that needs no reservation (a cache hit); a failing ledger is logged,
+        never raised: the call it records cost nothing."""
         try:
             self.ledger.record(entry)
-        except Exception:  # noqa: S110 - a ledger must never fail a call it records
-            pass
+        except Exception:
+            log.exception("cannot record a cache hit at %s/%s", entry.provider, entry.model)
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -539,6 +614,7 @@ class Router:
             lease = self._reserve(candidate, ctx, progress)
             if lease is None:
                 return False
+            journal = self._journal(ctx, candidate, features, lease, depth, attempt, reason)
             spent: Decimal | None = None
             started = self.clock()
             text: list[str] = []
@@ -559,18 +635,16 @@ class Router:
                         route.label, tokens, usage.input_tokens + usage.output_tokens
                     )
                     self._observe(route.label, latency)
-                    self._record(
-                        ctx, candidate, usage, cost, latency, depth, attempt, "ok", reason, False
-                    )
+                    self._settle(journal, usage, cost, latency, "ok")
                     yield replace(event, usage=usage)
                     return True
                 raise ProviderError(ErrorKind.CONNECTION, "the stream ended without finishing")
             except ProviderError as error:
-                billed = error.usage or (handed_on(text) if text else _billed(error, request))
-                spent = candidate.rates.cost(billed) if billed is not None else None
-                self._failed(
-                    candidate, error, started, depth, attempt, reason, ctx, progress, billed, spent
-                )
+                billed, spent = _billed(error, journal.entry, candidate.rates)
+                if billed is None and text:  # the provider stopped it: billed what it sent
+                    billed = handed_on(text)
+                    spent = candidate.rates.cost(billed)
+                self._failed(candidate, error, started, journal, progress, billed, spent)
                 if text:  # text was handed on: never replay it elsewhere
                     raise MidStreamError(error, "".join(text)) from error
                 if error.kind is ErrorKind.BAD_REQUEST:
@@ -583,18 +657,7 @@ class Router:
                     usage = handed_on(text)
                     spent = candidate.rates.cost(usage)
                     latency = (self.clock() - started) * 1000
-                    self._record(
-                        ctx,
-                        candidate,
-                        usage,
-                        spent,
-                        latency,
-                        depth,
-                        attempt,
-                        "abandoned",
-                        reason,
-                        False,
-                    )
+                    self._settle(journal, usage, spent, latency, "abandoned")
                 raise
             finally:
                 self._close(lease, spent, route.label)
@@ -617,14 +680,18 @@ class Router:
             ) from exc
 
 
-def _billed(error: ProviderError, request: ChatRequest) -> Usage | None:
-    """What a failed attempt was probably billed for: the provider's usage when it said
-    (a withheld answer), the estimated input when the request went out and timed out."""
+def _billed(
+    error: ProviderError, reserved: CostRecord, rates: Rates
+) -> tuple[Usage | None, Decimal | None]:
+    """What a failed attempt stays billed at (usage and cost; None: nothing): the usage the
+    provider reported (a withheld answer); nothing when the request never left or the provider
+    answered with an error; its reservation (worst-case tokens and cost) when it left and no
+    readable answer came back, since the provider may have done the whole work."""
     if error.usage is not None:
-        return error.usage
-    if error.kind is ErrorKind.TIMEOUT:
-        return Usage(input_tokens=estimate_tokens(request.text()), estimated=True)
-    return None
+        return error.usage, rates.cost(error.usage)
+    if error.delivery is Delivery.UNKNOWN:
+        return reserved.usage, reserved.reserved
+    return None, None
 
 
 def _with_defaults(policy: RoutingPolicy, request: ChatRequest) -> ChatRequest:

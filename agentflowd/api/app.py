@@ -334,14 +334,17 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
 
     @app.get("/api/v1/costs", tags=["costs"])
     def costs(
-        by: Literal["provider", "kind", "model", "workflow", "agent", "execution"] = "provider",
+        by: Literal[
+            "provider", "kind", "model", "workflow", "agent", "execution", "state"
+        ] = "provider",
         workflow: str | None = None,
         execution: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> dict[str, Any]:
-        """LLM spend from the cost ledger, summed by provider, model, workflow, agent or
-        execution (exact USD as strings), with the number of attempts."""
+        """LLM spend from the cost ledger, summed by provider, model, workflow, agent,
+        execution or state (exact USD as strings), with the number of attempts. A call still
+        ``reserved`` (in flight, or in flight when a daemon died) counts at its worst case."""
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise RequestValidationError(

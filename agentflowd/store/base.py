@@ -27,11 +27,31 @@ from agentflowd.store.records import (
     WorkflowWrite,
 )
 
-__all__ = ["HISTORY_LIMIT", "LEDGER_GROUPS", "Store", "from_picousd", "to_picousd"]
+__all__ = [
+    "HISTORY_LIMIT",
+    "LEDGER_GROUPS",
+    "LLM_SETTLED_FIELDS",
+    "Store",
+    "from_picousd",
+    "to_picousd",
+]
 
 HISTORY_LIMIT = 10
 #: What ledger totals can be grouped by.
-LEDGER_GROUPS = ("provider", "kind", "model", "workflow", "agent", "execution")
+LEDGER_GROUPS = ("provider", "kind", "model", "workflow", "agent", "execution", "state")
+#: What settling a reserved LLM call rewrites; its time, identity and reservation stay.
+LLM_SETTLED_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "estimated",
+    "cost",
+    "latency_ms",
+    "outcome",
+    "error",
+    "state",
+)
 _PICO = Decimal(10) ** 12
 
 
@@ -124,8 +144,17 @@ class Store(Protocol):
         """An image by digest (:class:`~agentflowd.errors.NotFound` when absent)."""
         ...
 
-    def record_llm_call(self, call: LlmCall) -> None:
-        """Append one LLM attempt to the cost ledger."""
+    def record_llm_call(self, call: LlmCall) -> int:
+        """Append one LLM attempt to the cost ledger; its id (to settle a reserved one by).
+        A reserved attempt is recorded before its request leaves, so it is in the ledger
+        whatever happens to this process afterwards."""
+        ...
+
+    def settle_llm_call(self, call_id: int, call: LlmCall) -> None:
+        """Replace how reserved attempt ``call_id`` ended with ``call``'s (state, tokens, cost,
+        latency, outcome, error); its time, identity and reservation stay as journaled.
+        Raises :class:`~agentflowd.errors.LlmCallNotFound` unless ``call_id`` is reserved
+        (settling twice is a bug), ValueError when ``call`` is itself reserved."""
         ...
 
     def llm_costs(
@@ -138,7 +167,8 @@ class Store(Protocol):
         until: datetime | None = None,
     ) -> dict[str, tuple[Decimal, int]]:
         """Cost (exact USD) and number of attempts per value of ``by`` (one of
-        :data:`LEDGER_GROUPS`), for the calls matching the filters (``until`` exclusive)."""
+        :data:`LEDGER_GROUPS`), for the calls matching the filters (``until`` exclusive). A
+        reserved attempt counts at its reservation: it may have been billed that much."""
         ...
 
     def begin_revision(

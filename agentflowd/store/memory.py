@@ -14,13 +14,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from agentflowd.errors import NotFound, RevisionRecordNotFound, WorkflowNotFound
-from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, from_picousd, to_picousd
+from agentflowd.errors import LlmCallNotFound, NotFound, RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.store.base import (
+    HISTORY_LIMIT,
+    LEDGER_GROUPS,
+    LLM_SETTLED_FIELDS,
+    from_picousd,
+    to_picousd,
+)
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
     LlmCall,
+    LlmCallState,
     RevisionKind,
     RevisionRecord,
     RevisionState,
@@ -36,6 +43,17 @@ __all__ = ["MemoryStore"]
 def _aware(now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+
+
+def _as_kept(call: LlmCall) -> LlmCall:
+    """A call as the database keeps it: USD to the picodollar, texts cut to 2,000 characters."""
+    return replace(
+        call,
+        cost=from_picousd(to_picousd(call.cost)),
+        reserved=from_picousd(to_picousd(call.reserved)),
+        reason=call.reason[:2000],
+        error=call.error[:2000],
+    )
 
 
 class MemoryStore:
@@ -155,11 +173,28 @@ class MemoryStore:
         with self._lock:
             return copy.deepcopy(self._history.get(name, []))
 
-    def record_llm_call(self, call: LlmCall) -> None:
+    def record_llm_call(self, call: LlmCall) -> int:
         _aware(call.at)
-        exact = replace(call, cost=from_picousd(to_picousd(call.cost)))  # as the database keeps it
         with self._lock:
-            self._llm_calls.append(exact)
+            self._llm_calls.append(_as_kept(call))
+            return len(self._llm_calls)  # ids start at 1, as the database's do
+
+    def settle_llm_call(self, call_id: int, call: LlmCall) -> None:
+        if call.state is LlmCallState.RESERVED:
+            raise ValueError("an LLM call is settled or released, not reserved again")
+        with self._lock:
+            index = call_id - 1
+            if not 0 <= index < len(self._llm_calls):
+                raise LlmCallNotFound(call_id)
+            kept = self._llm_calls[index]
+            if kept.state is not LlmCallState.RESERVED:
+                raise LlmCallNotFound(call_id)
+            self._llm_calls[index] = _as_kept(
+                replace(
+                    kept,
+                    **{name: getattr(call, name) for name in LLM_SETTLED_FIELDS},
+                )
+            )
 
     def llm_costs(
         self,

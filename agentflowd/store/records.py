@@ -18,6 +18,7 @@ __all__ = [
     "HistoryAction",
     "HistoryEntry",
     "LlmCall",
+    "LlmCallState",
     "Origin",
     "RevisionKind",
     "RevisionRecord",
@@ -147,6 +148,16 @@ class HistoryEntry:
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+class LlmCallState(enum.StrEnum):
+    """Where a ledger row stands (the router's ``CostState``, as the store keeps it). Every
+    state counts at the row's ``cost``: a reserved row at its worst case, since a process that
+    died with the call in flight may have been billed for it."""
+
+    RESERVED = "reserved"  # journaled before the request left; cost is the reservation
+    SETTLED = "settled"  # the attempt is over; cost is what it was billed
+    RELEASED = "released"  # the attempt is over and nothing was billed; cost is zero
+
+
 @dataclass(frozen=True, kw_only=True)
 class LlmCall:
     """One LLM attempt as the router's ledger recorded it (cost exact, in USD)."""
@@ -173,6 +184,8 @@ class LlmCall:
     outcome: str
     reason: str = ""
     error: str = ""
+    state: LlmCallState = LlmCallState.SETTLED
+    reserved: Decimal = Decimal(0)  # the worst case reserved before the request left
 
 
 @dataclass(frozen=True, kw_only=True)

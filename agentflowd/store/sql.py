@@ -22,17 +22,25 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import OperationalError
 
 from agentflowd.errors import (
+    LlmCallNotFound,
     NotFound,
     RevisionRecordNotFound,
     StoreUnavailable,
     WorkflowNotFound,
 )
-from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, from_picousd, to_picousd
+from agentflowd.store.base import (
+    HISTORY_LIMIT,
+    LEDGER_GROUPS,
+    LLM_SETTLED_FIELDS,
+    from_picousd,
+    to_picousd,
+)
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
     HistoryEntry,
     LlmCall,
+    LlmCallState,
     Origin,
     RevisionKind,
     RevisionRecord,
@@ -52,6 +60,8 @@ from agentflowd.store.tables import (
 )
 
 __all__ = ["SqlStore", "create_engine", "normalize_url"]
+
+_MONEY = {"cost": "cost_picousd", "reserved": "reserved_picousd"}
 
 
 def normalize_url(url: str) -> str:
@@ -105,6 +115,22 @@ def _workflow(row: RowMapping) -> StoredWorkflow:
         updated_at=row["updated_at"],
         images=row["images"] or {},
     )
+
+
+def _llm_values(call: LlmCall, names: Iterable[str]) -> dict[str, Any]:
+    """Columns of an LLM call: USD as picodollars, texts cut to 2,000 characters."""
+    values: dict[str, Any] = {}
+    for name in names:
+        value = getattr(call, name)
+        if name in _MONEY:
+            values[_MONEY[name]] = to_picousd(value)
+        elif name in ("reason", "error"):
+            values[name] = value[:2000]
+        elif name == "state":
+            values[name] = value.value
+        else:
+            values[name] = value
+    return values
 
 
 def _revision(row: RowMapping) -> RevisionRecord:
@@ -342,13 +368,27 @@ class SqlStore:
                 for row in rows
             ]
 
-    def record_llm_call(self, call: LlmCall) -> None:
-        values = {f.name: getattr(call, f.name) for f in fields(call) if f.name != "cost"}
-        values["cost_picousd"] = to_picousd(call.cost)
-        values["reason"] = call.reason[:2000]
-        values["error"] = call.error[:2000]
+    def record_llm_call(self, call: LlmCall) -> int:
+        values = _llm_values(call, (f.name for f in fields(call)))
         with self._tx() as conn:
-            conn.execute(llm_calls.insert().values(**values))
+            return int(
+                conn.execute(
+                    llm_calls.insert().values(**values).returning(llm_calls.c.id)
+                ).scalar_one()
+            )
+
+    def settle_llm_call(self, call_id: int, call: LlmCall) -> None:
+        if call.state is LlmCallState.RESERVED:
+            raise ValueError("an LLM call is settled or released, not reserved again")
+        c = llm_calls.c
+        update = (
+            llm_calls.update()
+            .where(c.id == call_id, c.state == LlmCallState.RESERVED.value)
+            .values(**_llm_values(call, LLM_SETTLED_FIELDS))
+        )
+        with self._tx() as conn:
+            if conn.execute(update).rowcount != 1:
+                raise LlmCallNotFound(call_id)
 
     def llm_costs(
         self,

@@ -137,7 +137,8 @@ agent_images = sa.Table(
 )
 
 #: The router's cost ledger. Cost is kept exact as integer picodollars (1e-12 USD): every
-#: per-token price with up to 6 decimals per million tokens is a whole number of them.
+#: per-token price with up to 6 decimals per million tokens is a whole number of them. A row is
+#: written ``reserved`` (cost = the worst case) before the request leaves, then settled.
 llm_calls = sa.Table(
     "llm_calls",
     metadata,
@@ -164,6 +165,8 @@ llm_calls = sa.Table(
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="settled"),
+    sa.Column("reserved_picousd", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index(None, "workflow", "at"),
     sa.Index(None, "execution"),
 )

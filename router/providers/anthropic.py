@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from router.errors import ErrorKind
+from router.errors import Delivery, ErrorKind
 from router.providers.http import (
     CallContext,
     Secret,
@@ -270,7 +270,9 @@ class AnthropicProvider:
             classify=classify_anthropic_error,
         )
         if not isinstance(data, Mapping):
-            raise ctx.fail(ErrorKind.SERVER, "the answer is not a JSON object")
+            raise ctx.fail(
+                ErrorKind.SERVER, "the answer is not a JSON object", delivery=Delivery.UNKNOWN
+            )
         if data.get("type") == "error":
             raise ctx.error(classify_anthropic_error(None, data, headers))
         rate = anthropic_rate_info(headers, datetime.now(UTC))
@@ -301,7 +303,9 @@ class AnthropicProvider:
                 try:
                     data = json.loads(event.data)
                 except ValueError:
-                    raise ctx.fail(ErrorKind.SERVER, "a stream event is not JSON") from None
+                    raise ctx.fail(
+                        ErrorKind.SERVER, "a stream event is not JSON", delivery=Delivery.UNKNOWN
+                    ) from None
                 if not isinstance(data, Mapping):
                     continue
                 if data.get("type") == "error" or event.event == "error":

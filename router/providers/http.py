@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from router.errors import ErrorKind, ProviderError
+from router.errors import Delivery, ErrorKind, ProviderError
 from router.types import RateInfo
 
 __all__ = [
@@ -264,6 +264,7 @@ class Classified:
     kind: ErrorKind
     message: str
     retry_after: float | None = None
+    delivery: Delivery = Delivery.ANSWERED  # a provider's error answer, unless told otherwise
 
 
 Classifier = Callable[[int | None, Any, Mapping[str, str]], Classified]
@@ -444,12 +445,24 @@ def classify_anthropic_error(
     return Classified(kind, message or _no_message(status), _retry_after_for(kind, h))
 
 
+#: Failures while getting a connection: the request never left (billed nothing). Everything else
+#: below HTTP (a write, a read, a reset) may come after the provider has the request.
+_BEFORE_SENDING = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
 def classify_transport_error(exc: httpx.HTTPError) -> Classified:
-    """A failure below HTTP: any timeout is TIMEOUT; refused, reset, dropped is CONNECTION."""
+    """A failure below HTTP: any timeout is TIMEOUT; refused, reset, dropped is CONNECTION.
+    Only a failure to connect is :attr:`Delivery.UNSENT`; the others are UNKNOWN."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    delivery = Delivery.UNSENT if isinstance(exc, _BEFORE_SENDING) else Delivery.UNKNOWN
     if isinstance(exc, httpx.TimeoutException):
-        return Classified(ErrorKind.TIMEOUT, text)
-    return Classified(ErrorKind.CONNECTION, text)
+        return Classified(ErrorKind.TIMEOUT, text, delivery=delivery)
+    return Classified(ErrorKind.CONNECTION, text, delivery=delivery)
 
 
 # --- one call -------------------------------------------------------------------------------
@@ -477,6 +490,7 @@ class CallContext:
             classified.message,
             status=status,
             retry_after=classified.retry_after,
+            delivery=classified.delivery,
         )
 
     def transport_error(self, exc: httpx.HTTPError) -> ProviderError:
@@ -507,7 +521,9 @@ def post_json(
     try:
         return json.loads(response.content), response.headers
     except ValueError:
-        raise ctx.fail(ErrorKind.SERVER, "the answer is not JSON", status=status) from None
+        raise ctx.fail(
+            ErrorKind.SERVER, "the answer is not JSON", status=status, delivery=Delivery.UNKNOWN
+        ) from None
 
 
 @dataclass(frozen=True)

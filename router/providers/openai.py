@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from router.errors import ErrorKind
+from router.errors import Delivery, ErrorKind
 from router.providers.http import (
     CallContext,
     Secret,
@@ -211,7 +211,9 @@ class OpenAIProvider:
             classify=classify_openai_error,
         )
         if not isinstance(data, Mapping):
-            raise ctx.fail(ErrorKind.SERVER, "the answer is not a JSON object")
+            raise ctx.fail(
+                ErrorKind.SERVER, "the answer is not a JSON object", delivery=Delivery.UNKNOWN
+            )
         if "choices" not in data and _stream_error(data) is not None:
             raise ctx.error(classify_openai_error(None, data, headers))
         response = parse_openai_response(
@@ -247,7 +249,9 @@ class OpenAIProvider:
                 try:
                     chunk = json.loads(event.data)
                 except ValueError:
-                    raise ctx.fail(ErrorKind.SERVER, "a stream chunk is not JSON") from None
+                    raise ctx.fail(
+                        ErrorKind.SERVER, "a stream chunk is not JSON", delivery=Delivery.UNKNOWN
+                    ) from None
                 if not isinstance(chunk, Mapping):
                     continue
                 if _stream_error(chunk) is not None:

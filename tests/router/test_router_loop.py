@@ -15,6 +15,7 @@ from router import (
     BudgetLimit,
     CallContext,
     ChatRequest,
+    CostState,
     ErrorKind,
     MemoryLedger,
     Message,
@@ -403,18 +404,25 @@ def test_the_reservation_bounds_prompts_that_tokenize_densely():
     assert router.budgets.spent("x") <= cost * 2 + Decimal("0.000001")
 
 
-def test_a_malformed_answer_is_a_server_error_and_releases_its_reservation():
+def test_a_malformed_answer_is_a_server_error_and_stays_counted_at_its_reservation():
     class Broken(Scripted):
         def complete(self, model, request, *, timeout):
             raise AttributeError("'str' object has no attribute 'get'")
 
-    router, providers, _, _ = make(extra={"broken": Broken("broken", "openai")}, max_attempts=1)
+    router, providers, ledger, _ = make(
+        extra={"broken": Broken("broken", "openai")}, max_attempts=1
+    )
     routes = (Route("broken", "gpt-4o", (), "a"), Route("openai", "gpt-4o-mini", (), "b"))
     ctx = CallContext(budgets=(BudgetLimit("x", Decimal(1)),))
     routed = router.complete(policy("priority", routes=routes), ask(), ctx)
     assert routed.route == "openai/gpt-4o-mini"
     assert routed.attempts[0].startswith("broken/gpt-4o: server (unreadable answer: AttributeError")
-    assert router.budgets.room([BudgetLimit("x", Decimal(1))]) == Decimal(1) - routed.cost
+    # the provider may have answered (and billed) what could not be read: the worst case stays
+    broken = ledger.records[0]
+    assert (broken.outcome, broken.state) == ("server", CostState.SETTLED)
+    assert broken.cost == broken.reserved > 0 and broken.usage.estimated
+    spent = broken.cost + routed.cost
+    assert router.budgets.room([BudgetLimit("x", Decimal(1))]) == Decimal(1) - spent
 
 
 def test_an_abandoned_stream_is_charged_for_what_it_handed_on():

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from agentflowd.errors import NotFound, RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.errors import LlmCallNotFound, NotFound, RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.llm import budget_seed
 from agentflowd.store import (
     HISTORY_LIMIT,
     AgentImage,
     HistoryAction,
     LlmCall,
+    LlmCallState,
     Origin,
     RevisionKind,
     RevisionState,
@@ -278,6 +280,101 @@ def test_the_cost_ledger_sums_exactly(store: Store):
     assert set(day) == {"wf"}
     with pytest.raises(ValueError, match="cannot group costs by 'secret'"):
         store.llm_costs(by="secret")
+
+
+WORST = Decimal("0.0100000375")  # a reservation: the call's worst case
+
+
+def reserved(**kw: Any) -> LlmCall:
+    """An attempt as journaled before its request leaves."""
+    values: dict[str, Any] = {
+        "cost": WORST,
+        "reserved": WORST,
+        "state": LlmCallState.RESERVED,
+        "outcome": "pending",
+        "input_tokens": 2000,
+        "output_tokens": 1000,
+        "cache_read_tokens": 0,
+        "estimated": True,
+        "latency_ms": 0.0,
+    }
+    values.update(kw)
+    return call(**values)
+
+
+def by_state(store: Store, **kw: Any) -> dict[str, tuple[Decimal, int]]:
+    return store.llm_costs(by="state", **kw)
+
+
+def test_a_reserved_llm_call_is_settled_at_what_it_cost(store: Store):
+    first = store.record_llm_call(reserved())
+    second = store.record_llm_call(reserved(attempt=2))
+    assert first != second
+    assert by_state(store) == {"reserved": (WORST * 2, 2)}
+    store.settle_llm_call(first, call(cost=Decimal("0.0025"), state=LlmCallState.SETTLED))
+    store.settle_llm_call(
+        second, call(cost=Decimal(0), state=LlmCallState.RELEASED, outcome="connection")
+    )
+    assert by_state(store) == {
+        "released": (Decimal(0), 1),
+        "settled": (Decimal("0.0025"), 1),
+    }
+    assert store.llm_costs(by="execution")["e1"] == (Decimal("0.0025"), 2)
+    # settling is once, of a reserved row, to an end state
+    with pytest.raises(LlmCallNotFound, match=f"no reserved LLM call {first} in the cost ledger"):
+        store.settle_llm_call(first, call(state=LlmCallState.SETTLED))
+    with pytest.raises(LlmCallNotFound):
+        store.settle_llm_call(second + 1000, call(state=LlmCallState.SETTLED))
+    third = store.record_llm_call(reserved())
+    with pytest.raises(ValueError, match="not reserved again"):
+        store.settle_llm_call(third, reserved())
+    assert by_state(store)["reserved"] == (WORST, 1)
+
+
+def test_settling_keeps_the_time_and_identity_journaled(store: Store):
+    key = store.record_llm_call(reserved(at=T0, workflow="wf", execution="e1"))
+    later = call(
+        at=T0 + timedelta(days=1),  # the answer came after midnight: the call stays in its day
+        workflow="other",
+        execution="e9",
+        cost=Decimal("0.003"),
+        state=LlmCallState.SETTLED,
+    )
+    store.settle_llm_call(key, later)
+    assert store.llm_costs(by="workflow", since=T0, until=T0 + timedelta(days=1)) == {
+        "wf": (Decimal("0.003"), 1)
+    }
+    assert store.llm_costs(by="execution") == {"e1": (Decimal("0.003"), 1)}
+
+
+def test_a_reserved_llm_call_never_settled_counts_at_its_reservation(store: Store):
+    store.record_llm_call(reserved())  # the process died with this call in flight
+    key = store.record_llm_call(reserved(execution="e2"))
+    store.settle_llm_call(key, call(execution="e2", state=LlmCallState.SETTLED))
+    assert store.llm_costs(by="execution") == {
+        "e1": (WORST, 1),
+        "e2": (Decimal("0.0025"), 1),
+    }
+    assert store.llm_costs(by="provider", workflow="wf") == {
+        "openai": (WORST + Decimal("0.0025"), 2)
+    }
+
+
+def test_budgets_are_seeded_with_reserved_calls_at_their_reservation(store: Store):
+    store.record_llm_call(reserved(execution="e1"))  # in flight at a kill -9
+    settled = store.record_llm_call(reserved(execution="e1"))
+    store.settle_llm_call(settled, call(cost=Decimal("0.002"), state=LlmCallState.SETTLED))
+    released = store.record_llm_call(reserved(execution="e2"))
+    store.settle_llm_call(released, call(cost=Decimal(0), state=LlmCallState.RELEASED))
+    store.record_llm_call(call(cost=Decimal(0), cache_hit=True, execution="e2"))
+    store.record_llm_call(reserved(at=T0 + timedelta(days=1), execution="e3"))  # the next day
+    spent = budget_seed(store)
+    assert spent("execution:e1") == WORST + Decimal("0.002")
+    assert spent("execution:e2") == Decimal(0)
+    assert spent("workflow:wf:day:2026-11-24") == WORST + Decimal("0.002")
+    assert spent("workflow:wf:day:2026-11-25") == WORST
+    assert spent("workflow:wf:month:2026-11") == WORST * 2 + Decimal("0.002")
+    assert spent("workflow:other:day:2026-11-24") == Decimal(0)
 
 
 def test_the_workflows_epoch_moves_with_every_change_to_a_workflow(store: Store):
