@@ -74,10 +74,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Daemon", "utcnow"]
 
-#: The PostgreSQL advisory lock held by whichever node reconciles ("agrc"); the migrations use
-#: another ("agnt").
-RECONCILE_LOCK = 0x6167_7263
-
 log = logging.getLogger("agentflowd")
 
 
@@ -144,17 +140,10 @@ class Daemon:
         return asyncio.get_running_loop().run_in_executor(self._git, self._locked, fn)
 
     def _locked(self, fn: Callable[[], Any]) -> Any:
-        database = self._database
-        if database is None or database.dialect.name != "postgresql":
-            return fn()  # one node: the git thread alone serializes
-        import sqlalchemy as sa
-
-        with database.connect() as conn:  # (a node that dies drops its lock with it)
-            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RECONCILE_LOCK})
-            try:
-                return fn()
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK})
+        if self.membership is None:
+            return fn()  # (starting up: nothing reconciles yet)
+        with self.membership.coordinator.exclusive():
+            return fn()
 
     def request_sync(self, noticed_at: float | None = None) -> None:
         """Ask for a reconcile pass now (a watch event, a webhook, an operator); on a

@@ -13,6 +13,8 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     │   ├── UsageError               a command was called wrongly (exit code 2)
     │   │   └── DatabaseInUse        another daemon holds this SQLite database
     │   ├── ConflictError            the change contradicts the current state (e.g. ownership)
+    │   │   ├── FencedOut            another node owns the execution now: the entry is refused
+    │   │   └── DuplicateTriggerKey  a trigger key (cron slot, delivery) started one already
     │   ├── NotFound                 (also a LookupError) a named thing does not exist
     │   │   ├── WorkflowNotFound
     │   │   ├── RevisionRecordNotFound
@@ -37,6 +39,8 @@ __all__ = [
     "AgentFlowError",
     "ConflictError",
     "DatabaseInUse",
+    "DuplicateTriggerKey",
+    "FencedOut",
     "LlmCallNotFound",
     "ManifestError",
     "NotFound",
@@ -109,6 +113,27 @@ class ConflictError(PermanentError):
     def __init__(self, message: str, *, workflow: str | None = None) -> None:
         super().__init__(message)
         self.workflow = workflow
+
+
+class FencedOut(ConflictError):
+    """An entry for an execution was refused: another node owns the execution now (the
+    writer lost its lease and the execution was taken over)."""
+
+    def __init__(self, execution_id: str, fence: str, owner: str | None) -> None:
+        super().__init__(
+            f"execution {execution_id} is owned by {owner or 'no node'} now, not {fence}"
+        )
+        self.execution_id = execution_id
+        self.fence = fence
+        self.owner = owner
+
+
+class DuplicateTriggerKey(ConflictError):
+    """An execution with this trigger key (a cron slot, a webhook delivery) exists already."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"trigger key {key!r} has started an execution already")
+        self.key = key
 
 
 class NotFound(PermanentError, LookupError):

@@ -8,6 +8,10 @@ import pytest
 
 MODULES = [
     "agentflowd",
+    "agentflowd.cluster",
+    "agentflowd.engine",
+    "agentflowd.engine.core",
+    "agentflowd.engine.states",
     "agentflowd.errors",
     "agentflowd.manifest",
     "agentflowd.manifest.model",

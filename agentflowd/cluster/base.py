@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,6 +105,11 @@ class Coordinator(Protocol):
     def leader_expires_in(self) -> float | None:
         """Seconds until the leader's lease expires (None: no live leader): a follower tries
         to take over then, if the leader has not renewed."""
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Held by whoever reconciles (a pass, a sync, a rollback on any node): never two at
+        once in the cluster. Raises :class:`~agentflowd.errors.StoreUnavailable` when the
+        database cannot be asked."""
 
     def close(self) -> None:
         """Release connections (not the leases: see :meth:`leave`)."""

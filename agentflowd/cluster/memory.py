@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +31,7 @@ class MemoryLeases:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rows: dict[str, _Lease] = {}
+        self.reconciling = threading.Lock()
 
 
 class MemoryCoordinator:
@@ -150,6 +152,9 @@ class MemoryCoordinator:
         if row is None or row.expires_at <= now:
             return None
         return (row.expires_at - now).total_seconds()
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        return self.leases.reconciling  # type: ignore[return-value]
 
     def close(self) -> None:
         """Nothing to release."""

@@ -9,7 +9,8 @@ on the file is refused at start), so a claim takes every unfinished execution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,13 @@ from sqlalchemy.engine import Connection, Engine
 from agentflowd.cluster.base import LEADER_LEASE, Claim, new_node_id, node_lease
 from agentflowd.engine.journal import execution_from_row
 from agentflowd.engine.states import UNFINISHED
+from agentflowd.errors import StoreUnavailable
 from agentflowd.store.tables import Timestamp, executions
 
 __all__ = ["WORK_CHANNEL", "SqlCoordinator"]
 
+#: The advisory lock held by whichever node reconciles ("agrc"; migrations hold "agnt").
+RECONCILE_LOCK = 0x6167_7263
 #: Notified when executions need an owner (released, or created without one).
 WORK_CHANNEL = "agentflow_work"
 _STATES = tuple(s.value for s in UNFINISHED)
@@ -269,6 +273,29 @@ class SqlCoordinator:
             )
             if not self.single:
                 conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A PostgreSQL advisory lock, on a connection held while it is (a node that dies
+        drops its lock with its connection); SQLite is one node: its git thread alone
+        serializes."""
+        if self.single:
+            yield
+            return
+        try:
+            conn = self.engine.connect()
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": RECONCILE_LOCK})
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailable(" ".join(str(exc.orig).split()), delay=1.0) from exc
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK})
+            except sa.exc.DBAPIError:
+                pass  # the connection is gone, and the lock with it
+            finally:
+                conn.close()
 
     def close(self) -> None:
         """The engine is the store's: nothing of its own to close."""

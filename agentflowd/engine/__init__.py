@@ -19,7 +19,6 @@ from agentflowd.engine.runner import HostCall, StepJob, StepRunner
 from agentflowd.engine.states import TERMINAL, EventType, ExecutionState, StepState
 
 __all__ = [
-    "TERMINAL",
     "Clock",
     "Engine",
     "EngineObserver",
@@ -39,4 +38,5 @@ __all__ = [
     "StepRunning",
     "StepState",
     "SystemClock",
+    "TERMINAL",
 ]

@@ -32,11 +32,11 @@ from agentflowd.engine import core
 from agentflowd.engine.clock import Clock, SystemClock, Timer
 from agentflowd.engine.core import Dag, Run, Signal
 from agentflowd.engine.log import ExecutionLog
-from agentflowd.engine.records import ExecutionRecord, FencedOut, LogEntry, Then
+from agentflowd.engine.records import ExecutionRecord, LogEntry, Then
 from agentflowd.engine.runner import TRANSIENT, HostCall, StepJob
 from agentflowd.engine.states import TERMINAL, EventType, ExecutionState
 from agentflowd.engine.workers import StepThreads
-from agentflowd.errors import ConflictError, NotFound
+from agentflowd.errors import ConflictError, FencedOut, NotFound
 from agentflowd.manifest.model import Agent, Workflow
 from agentflowd.store import Store, StoredWorkflow
 from sandbox import OutcomeKind, StepReport

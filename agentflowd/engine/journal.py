@@ -32,14 +32,13 @@ from agentflowd.engine.log import CommitHook
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
-    FencedOut,
     LogEntry,
     RawJson,
     StepRecord,
     Then,
 )
 from agentflowd.engine.states import UNFINISHED
-from agentflowd.errors import NotFound
+from agentflowd.errors import FencedOut, NotFound
 from agentflowd.store.tables import Timestamp, execution_events, executions, step_runs
 
 log = logging.getLogger(__name__)

@@ -20,24 +20,19 @@ from agentflowd.engine.log import CommitHook
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
-    FencedOut,
     LogEntry,
     RawJson,
     StepRecord,
     Then,
 )
 from agentflowd.engine.states import UNFINISHED
-from agentflowd.errors import NotFound
+from agentflowd.errors import DuplicateTriggerKey, FencedOut, NotFound
 
-__all__ = ["DuplicateTriggerKey", "MemoryLog"]
+__all__ = ["MemoryLog"]
 
 _EXECUTION_COLUMNS = frozenset(ExecutionRecord.__dataclass_fields__)
 _STEP_COLUMNS = frozenset(StepRecord.__dataclass_fields__)
 _Item = tuple[list[LogEntry], Future[None] | None, Then | None]
-
-
-class DuplicateTriggerKey(Exception):
-    """An execution with this trigger key exists already."""
 
 
 def _value(value: Any) -> Any:

@@ -20,7 +20,6 @@ from agentflowd.engine.states import EventType, StepState
 
 __all__ = [
     "EventRecord",
-    "FencedOut",
     "ExecutionRecord",
     "LogEntry",
     "RawJson",
@@ -83,18 +82,6 @@ class EventRecord:
     step: str | None
     attempt: int | None
     data: Any
-
-
-class FencedOut(Exception):
-    """An entry was refused: its execution is owned by another node now."""
-
-    def __init__(self, execution_id: str, fence: str, owner: str | None) -> None:
-        super().__init__(
-            f"execution {execution_id} is owned by {owner or 'no node'} now, not {fence}"
-        )
-        self.execution_id = execution_id
-        self.fence = fence
-        self.owner = owner
 
 
 class RawJson:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["TERMINAL", "EventType", "ExecutionState", "StepState", "UNFINISHED"]
+__all__ = [
+    "EventType",
+    "ExecutionState",
+    "StepState",
+    "TERMINAL",
+    "UNFINISHED",
+]
 
 
 class ExecutionState(StrEnum):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from agentflowd.cluster import Coordinator, MemoryCoordinator, MemoryLeases, SqlCoordinator
 from agentflowd.cluster.base import node_lease
 from agentflowd.engine import EventType, ExecutionLog, FakeClock, Journal, LogEntry, MemoryLog
-from agentflowd.engine.records import FencedOut
+from agentflowd.errors import FencedOut
 from agentflowd.store import migrate
 from agentflowd.store.sql import create_engine
 from tests.conftest import fresh_postgres_database, postgres_admin_url
