@@ -198,11 +198,15 @@ class Daemon:
         self.webhook_secret = _read_secret(cfg)
         self.router = _make_router(cfg, self.store, metrics=self.metrics)
 
-    def _recover(self) -> None:
-        """Mark revisions a previous leader left half-applied (on the git thread, by a new
-        leader before its first pass: a follower must not mark the leader's pass)."""
-        for record in self.reconciler.recover():
-            log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
+    def _sync(self) -> SyncOutcome:
+        """A pass (on the git thread, under the cluster's reconcile lock). A node's first pass
+        as leader first marks revisions a previous leader left half-applied: a follower must
+        not, since the leader may be applying them right now."""
+        if not self._recovered:
+            for record in self.reconciler.recover():
+                log.warning("revision %s of %s was interrupted", record.id, record.sha[:12])
+            self._recovered = True
+        return self.reconciler.sync()
 
     def _sinks(self, cfg: DaemonConfig, source: GitSource) -> list[StatusSink]:
         """Git notes (in order, on the git thread) and each forge (queued, on its own thread)."""
@@ -480,9 +484,6 @@ class Daemon:
             # jitter, so a fleet of daemons does not poll a forge in lockstep
             return time.monotonic() + self.config.poll_seconds * random.uniform(0.9, 1.1)  # noqa: S311
 
-        if not self._recovered:
-            await self.run_git(self._recover)
-            self._recovered = True
         self.request_sync()  # a first pass at start (and when this node becomes leader)
         due = next_poll()
         while not self._stop.is_set():
@@ -508,7 +509,7 @@ class Daemon:
         noticed, self._noticed_at = self._noticed_at, None
         started = time.perf_counter()
         try:
-            outcome: SyncOutcome = await self.run_git(self.reconciler.sync)
+            outcome: SyncOutcome = await self.run_git(self._sync)
         except AgentFlowError as exc:
             self.metrics.reconcile_total.labels("error").inc()
             log.warning("reconcile failed: %s", exc)
@@ -651,10 +652,18 @@ class Daemon:
                     return True
             return False
 
-        async for _changes in watchfiles.awatch(
-            *roots, watch_filter=relevant, stop_event=self._stop, step=20, debounce=400
-        ):
-            self.request_sync()
+        # its own event: watchfiles sets the one it is given when the watch is cancelled (as
+        # it is when this node stops leading), and the daemon's would stop the daemon
+        stop = asyncio.Event()
+        stopping = asyncio.ensure_future(self._stop.wait())
+        stopping.add_done_callback(lambda _f: stop.set())
+        try:
+            async for _changes in watchfiles.awatch(
+                *roots, watch_filter=relevant, stop_event=stop, step=20, debounce=400
+            ):
+                self.request_sync()
+        finally:
+            stopping.cancel()
 
     async def _watchdog(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)

@@ -53,6 +53,9 @@ class WalCheckpointer:
         self.engine = engine
         self.pause = pause
         self.checkpoints = 0  # (for tests)
+        #: checkpoints held back commits for, that copied the whole log: the next commit
+        #: starts it over (for tests: under steady load this is what keeps the log short)
+        self.rewinds = 0
         self._cond = threading.Condition(threading.Lock())
         self._commits = 0  # since the last checkpoint
         self._first = 0.0  # when the first of them was noted (monotonic)
@@ -106,10 +109,12 @@ class WalCheckpointer:
             if self._raw is None:
                 self._raw = self.engine.raw_connection()
             if (
-                self._passive() >= MAX_FRAMES and hold
+                self._passive()[0] >= MAX_FRAMES and hold
             ):  # under steady load it would never start over
                 with self.pause():
-                    self._passive()
+                    frames, copied = self._passive()
+                if copied >= frames:
+                    self.rewinds += 1
             self.checkpoints += 1
         except Exception:  # the database is busy or gone: the next checkpoint tries again
             log.warning("a WAL checkpoint failed", exc_info=True)
@@ -118,12 +123,13 @@ class WalCheckpointer:
                     self._raw.close()
                 self._raw = None
 
-    def _passive(self) -> int:
-        """One ``PASSIVE`` checkpoint; how many frames the log held."""
+    def _passive(self) -> tuple[int, int]:
+        """One ``PASSIVE`` checkpoint; how many frames the log held, and how many of them
+        are in the database now."""
         cursor = self._raw.cursor()
         try:
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            _busy, frames, _copied = cursor.fetchone()
+            _busy, frames, copied = cursor.fetchone()
         finally:
             cursor.close()
-        return int(frames)
+        return int(frames), int(copied)

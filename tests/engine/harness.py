@@ -86,7 +86,10 @@ async def harness(
     workers: int = 4,
     router: Callable[[], Router] | None = None,
     isolation: Isolation = "auto",
+    node: str | None = None,
 ) -> AsyncIterator[Harness]:
+    """``node``: the engine runs as that cluster node (its entries fenced by it, as on
+    PostgreSQL with several daemons); it joins through a coordinator first."""
     store = open_store(url)
     assert isinstance(store, SqlStore)
     journal = Journal(store.engine)
@@ -107,13 +110,19 @@ async def harness(
         today=lambda: datetime.now(UTC).date(),
         isolation=isolation,
     )
+    if node is not None:
+        from agentflowd.cluster import SqlCoordinator
+
+        SqlCoordinator(store.engine, node=node).join()
     engine = Engine(
         store=store,
         log=journal,
         runner=runner,
         workers=workers,
+        node=node,
+        fence=node is not None,
     )
-    await engine.start()
+    await engine.start(resume=node is None)
     try:
         yield Harness(store, journal, engine)
     finally:
