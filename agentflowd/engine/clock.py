@@ -40,17 +40,17 @@ class Clock(Protocol):
         """Call ``fn`` on the engine's loop after ``delay`` seconds (called from the loop)."""
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class SystemClock:
-    """The real clocks; timers on the running event loop."""
+    """The real clocks; timers on the running event loop. (The clocks are the functions
+    themselves, set on the instance: read for every step, a method around them cost a call.)"""
 
     def __init__(self, now: Callable[[], datetime] | None = None) -> None:
-        self._now = now or (lambda: datetime.now(UTC))
-
-    def now(self) -> datetime:
-        return self._now()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+        self.now: Callable[[], datetime] = now or _utcnow
+        self.monotonic: Callable[[], float] = time.monotonic
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
         return asyncio.get_running_loop().call_later(max(0.0, delay), fn)

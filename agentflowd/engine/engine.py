@@ -95,6 +95,9 @@ class _Live:
     deadline: float  # monotonic: the sandbox cuts step timeouts to it
     limit: int  # its workflow version's maxConcurrentExecutions
     owner: str | None = None  # the node its entries are fenced by (None: not fenced)
+    #: its sink steps' outputs, decoded on the step threads (the execution's output, without
+    #: decoding it again on the loop)
+    decoded: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     recorded: asyncio.Event = field(default_factory=asyncio.Event)  # its end's commit is over
     timers: list[Timer] = field(default_factory=list)
@@ -405,16 +408,16 @@ class Engine:
         self._carry_out(live, effects)
 
     def _carry_out(self, live: _Live, effects: list[core.Effect]) -> None:
-        for effect in effects:
+        for effect in effects:  # (the commonest first: this runs for every step)
             if isinstance(effect, core.Record):
                 self._post(live, list(effect.entries), lazy=effect.lazy)
             elif isinstance(effect, core.Launch):
                 self._launch(live, effect)
+            elif isinstance(effect, core.CountStep):
+                self.observer.step_finished(effect.result.value, effect.seconds)
             elif isinstance(effect, core.ArmRetry):
                 retry = functools.partial(self._retry_due, live, effect.step)
                 live.timers.append(self.clock.call_later(effect.delay, retry))
-            elif isinstance(effect, core.CountStep):
-                self.observer.step_finished(effect.result.value, effect.seconds)
             else:
                 self._finish(live, effect)
 
@@ -493,6 +496,8 @@ class Engine:
             return report  # the loop decides: retry or fail
         name, attempt = str(job.agent.name), job.attempt
         text = report.outcome.output or "null"  # valid JSON: the sandbox checked it
+        if name in live.run.dag.sinks:
+            live.decoded[name] = json.loads(text)
         entry = core.succeeded_entry(
             job.execution_id,
             name,
@@ -596,7 +601,14 @@ class Engine:
             live.recorded.set()
 
         self._post(live, list(finish.entries), then=settled)
-        output = json.loads(finish.output_text) if finish.output_text is not None else None
+        output = None
+        if finish.output_text is not None:  # its sinks' outputs, decoded where they ran
+            sinks = live.run.dag.sinks
+            if all(n in live.decoded for n in sinks):
+                output = {n: live.decoded[n] for n in sinks}
+            else:  # (a sink that succeeded before a restart)
+                output = json.loads(finish.output_text)
+        live.decoded = {}
         live.record = replace(
             live.record,
             state=finish.state.value,

@@ -102,7 +102,7 @@ class RawJson:
         return f"RawJson({self.text!r})"
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class LogEntry:
     """One transition: its event and the rows it sets (all in one transaction)."""
 

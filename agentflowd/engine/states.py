@@ -81,9 +81,12 @@ class EventType(StrEnum):
     @classmethod
     def of_execution(cls, state: ExecutionState) -> EventType:
         """The event that puts an execution in ``state``."""
-        return cls(f"execution.{state.value}")
+        return _OF_EXECUTION[state]
 
     @property
     def ends_execution(self) -> bool:
         """Whether this event is an execution's last."""
         return self.value.startswith("execution.") and ExecutionState(self.value[10:]).terminal
+
+
+_OF_EXECUTION = {state: EventType(f"execution.{state.value}") for state in ExecutionState}

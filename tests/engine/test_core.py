@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -369,7 +368,7 @@ TABLE = [
     ),
     (
         "a finished execution ignores everything",
-        replace(run(CHAIN, {"a": S, "b": S, "c": S}), state=ExecutionState.SUCCEEDED),
+        run(CHAIN, {"a": S, "b": S, "c": S})._replace(state=ExecutionState.SUCCEEDED),
         Cancel(at()),
         "a=succeeded b=succeeded c=succeeded",
         "succeeded",
