@@ -1,10 +1,11 @@
 """This node as a load balancer or an orchestrator sees it: its role and its readiness.
 
 **Role.** In a fleet on one PostgreSQL database one node leads (runs the reconciler and the
-scheduler) and the others follow (serve the API, run steps). Until leader election exists every
-node is a :attr:`NodeRole.LEADER`; the election will set :attr:`Daemon.role
+scheduler) and the others follow (serve the API, run steps); the election
+(:mod:`agentflowd.cluster.membership`) sets :attr:`Daemon.role
 <agentflowd.daemon.Daemon.role>`, and ``/readyz`` reports it, so a probe or an operator can tell
-which node leads.
+which node leads. A follower's first pass is the leader's: it is ready once the store holds
+a reconciled revision.
 
 **Readiness** (``/readyz``, and systemd's ``READY=1``) means "send me traffic": the API answers
 from the store, so the store must hold what git says. A node is ready when
