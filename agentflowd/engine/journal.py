@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from agentflowd.engine.checkpoint import WalCheckpointer
-from agentflowd.engine.log import CommitHook
+from agentflowd.engine.log import CommitHook, deliver, record_each
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
@@ -364,58 +364,19 @@ class Journal:
 
     def _commit(self, batch: list[_Item], broken: dict[str, BaseException]) -> None:
         """Commit ``batch``; ``broken`` holds the executions of this write-out whose changes
-        could not be recorded (their later changes are not recorded either)."""
-        errors: list[BaseException | None] = []
+        could not be recorded (their later changes are not recorded either: see
+        :func:`~agentflowd.engine.log.record_each`)."""
         flat = [c for changes, _, _ in batch for c in changes]
-        whole = not (broken and any(c.execution_id in broken for c in flat))
-        if whole:
+        errors: list[BaseException | None] | None = None
+        if not (broken and any(c.execution_id in broken for c in flat)):
             try:
                 self._durably(flat)
                 errors = [None] * len(batch)
             except Exception:  # one bad change must not sink the others: one by one, below
-                whole = False
-        if not whole:
-            for changes, _, _ in batch:
-                # within one write-out, an execution's later changes are not recorded without
-                # its earlier ones (a success without its step.started, an end without it)
-                earlier = next(
-                    (broken[c.execution_id] for c in changes if c.execution_id in broken), None
-                )
-                if earlier is not None:
-                    errors.append(earlier)
-                    continue
-                try:
-                    self._durably(changes)
-                except Exception as exc:
-                    errors.append(exc)
-                    for change in changes:
-                        broken.setdefault(change.execution_id, exc)
-                else:
-                    errors.append(None)
-        # what waited for this commit goes on; nothing it raises may stop the committing
-        # thread (the writer, or a step thread whose success is already durable)
-        thens: list[tuple[Then, BaseException | None]] = []
-        for (_, done, then), error in zip(batch, errors, strict=True):
-            if done is not None:
-                with contextlib.suppress(InvalidStateError):  # cancelled by its waiter
-                    if error is None:
-                        done.set_result(None)
-                    else:
-                        done.set_exception(error)
-            if then is not None:
-                thens.append((then, error))
-        on_commit = self.on_commit
-        if on_commit is not None:
-            try:
-                on_commit(thens)
-            except Exception:
-                log.exception("the journal's on_commit hook failed")
-            return
-        for then, error in thens:
-            try:
-                then(error)
-            except Exception:
-                log.exception("a callback after a journal commit failed")
+                errors = None
+        if errors is None:
+            errors = record_each(batch, self._durably, broken)
+        deliver(batch, errors, self.on_commit)
 
     # -- the writer's own connection: plain DB-API statements --------------------------------
 

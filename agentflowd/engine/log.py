@@ -16,7 +16,8 @@ The contract:
 * a transient failure of the store (a connection refused or lost, a locked database) delays
   entries, never drops them: they are retried until recorded, and their callbacks wait;
 * an entry whose execution had an earlier entry refused in the same write is refused too (an
-  execution's history never has a hole);
+  execution's history never has a hole) — except after a fencing refusal: the entries of a
+  node that lost the execution say nothing about those of the node that owns it now;
 * an entry creating an execution whose trigger key is taken is refused, and
   :meth:`ExecutionLog.duplicate` says so;
 * ``lazy`` entries may wait for the next commit, at most ``lazy_seconds``.
@@ -24,8 +25,9 @@ The contract:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
 from typing import Protocol
 
 from agentflowd.engine.records import (
@@ -35,8 +37,9 @@ from agentflowd.engine.records import (
     StepRecord,
     Then,
 )
+from agentflowd.errors import FencedOut
 
-__all__ = ["CommitHook", "ExecutionLog"]
+__all__ = ["CommitHook", "ExecutionLog", "deliver", "record_each"]
 
 #: Called after each commit with the callbacks of what it committed, and their errors.
 CommitHook = Callable[[list[tuple[Then, BaseException | None]]], None]
@@ -98,3 +101,71 @@ class ExecutionLog(Protocol):
 
     def by_trigger_key(self, key: str) -> ExecutionRecord | None:
         """The execution a trigger key started, if any."""
+
+
+#: One post: its entries, the future of :meth:`ExecutionLog.write` or None, its ``then``.
+Post = tuple[list[LogEntry], Future[None] | None, Then | None]
+
+log = logging.getLogger(__name__)
+
+
+def record_each(
+    posts: Sequence[Post],
+    record: Callable[[list[LogEntry]], None],
+    broken: dict[str, BaseException],
+) -> list[BaseException | None]:
+    """Record ``posts`` one by one (after recording them together failed); each one's error.
+
+    The prefix rule: an execution whose entry was refused gets no later entry recorded in this
+    write-out (``broken`` carries it across the chunks of one), so its history has no hole — a
+    success without its ``step.started``, an end without the success before it. A fencing
+    refusal breaks nothing: it came from a node that no longer owns the execution, and the
+    owner's entries that follow are its own history (each stale entry is refused by its own
+    fence anyway)."""
+    errors: list[BaseException | None] = []
+    for entries, _, _ in posts:
+        earlier = next((broken[e.execution_id] for e in entries if e.execution_id in broken), None)
+        if earlier is not None:
+            errors.append(earlier)
+            continue
+        try:
+            record(entries)
+        except Exception as exc:
+            errors.append(exc)
+            if not isinstance(exc, FencedOut):
+                for entry in entries:
+                    broken.setdefault(entry.execution_id, exc)
+        else:
+            errors.append(None)
+    return errors
+
+
+def deliver(
+    posts: Sequence[Post], errors: Sequence[BaseException | None], hook: CommitHook | None
+) -> None:
+    """What waited for a commit goes on: futures get their result, ``then`` callbacks go to
+    ``hook`` (or run here, in order, without one). Nothing they raise escapes: the caller is
+    the committing thread (the writer, or a step thread whose success is already durable)."""
+    thens: list[tuple[Then, BaseException | None]] = []
+    for (_, done, then), error in zip(posts, errors, strict=True):
+        if done is not None:
+            try:
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+            except InvalidStateError:  # cancelled by its waiter
+                pass
+        if then is not None:
+            thens.append((then, error))
+    if hook is not None:
+        try:
+            hook(thens)
+        except Exception:
+            log.exception("the execution log's on_commit hook failed")
+        return
+    for then, error in thens:
+        try:
+            then(error)
+        except Exception:
+            log.exception("a callback after an execution-log commit failed")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from agentflowd.engine.log import CommitHook
+from agentflowd.engine.log import CommitHook, deliver, record_each
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
@@ -113,42 +113,9 @@ class MemoryLog:
             if self._outage is not None or not self._pending:
                 return
             batch, self._pending = self._pending, []
-            broken: dict[str, BaseException] = {}
-            errors: list[BaseException | None] = []
-            for entries, _, _ in batch:
-                earlier = next(
-                    (broken[e.execution_id] for e in entries if e.execution_id in broken), None
-                )
-                if earlier is not None:
-                    errors.append(earlier)
-                    continue
-                try:
-                    self._apply(entries)
-                except Exception as exc:
-                    errors.append(exc)
-                    for entry in entries:
-                        broken.setdefault(entry.execution_id, exc)
-                else:
-                    errors.append(None)
+            errors = record_each(batch, self._apply, {})
             self.commits += 1
-        thens: list[tuple[Then, BaseException | None]] = []
-        for (_, done, then), error in zip(batch, errors, strict=True):
-            if done is not None:
-                try:
-                    if error is None:
-                        done.set_result(None)
-                    else:
-                        done.set_exception(error)
-                except InvalidStateError:  # cancelled by its waiter
-                    pass
-            if then is not None:
-                thens.append((then, error))
-        hook = self.on_commit
-        if hook is not None:
-            hook(thens)
-            return
-        for then, error in thens:
-            then(error)
+        deliver(batch, errors, self.on_commit)
 
     def _apply(self, entries: list[LogEntry]) -> None:
         """All of ``entries`` or none (checked first, then applied; under the lock)."""

@@ -129,6 +129,9 @@ class FakeReconciler:
         self.results = results
         self.sinks: list[Any] = []
 
+    def recover(self) -> list[Any]:  # (a new leader's first pass asks)
+        return []
+
     def sync(self) -> SyncOutcome:
         result = self.results.pop(0)
         if isinstance(result, Exception):

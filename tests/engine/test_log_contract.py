@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -305,4 +305,30 @@ def test_an_outage_delays_entries_and_loses_none(backend):
         "execution.running",
         "step.started",
         "step.succeeded",
+    ]
+
+
+def test_a_fenced_out_entry_holds_back_no_entry_of_the_owner(backend):
+    """A node lost the execution while the store was away: its entries, queued during the
+    outage, are refused; those of the node that owns it now, in the same write, are not."""
+    from agentflowd.errors import FencedOut
+
+    log = backend.log
+    creation = execution("x1")
+    assert creation.create is not None
+    owned = replace(creation.create[0], owner="b")
+    creation.create = (owned, creation.create[1])
+    durable(log, [creation])
+    results: list[BaseException | None] = []
+    stale, fresh = started("x1", "a"), started("x1", "b")
+    stale.fence, fresh.fence = "a", "b"
+    with backend.outage():
+        log.post([stale], then=results.append)
+        log.post([fresh], then=results.append)
+        wait_for(lambda: log.unavailable is not None, what="the log to notice the outage")
+    wait_for(lambda: len(results) == 2, timeout=30, what="both entries to be settled")
+    assert isinstance(results[0], FencedOut) and results[1] is None
+    assert [(e.type, e.step) for e in log.events("x1")] == [
+        ("execution.running", None),
+        ("step.started", "b"),
     ]
