@@ -196,9 +196,11 @@ def test_kill_9_with_llm_calls_in_flight_loses_no_call_and_keeps_the_budget(tmp_
                     return len(fake.requests) >= target and fake.in_flight >= IN_FLIGHT
 
                 wait_for(in_flight, timeout=120, what=f"{target} requests, some in flight")
+                # read before the kill: once the daemon's connections close, the fake server
+                # may count its dropped requests as done before this thread looks
+                killed_in_flight.append(fake.in_flight)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
-                killed_in_flight.append(fake.in_flight)
                 proc = start(repo, tmp_path / "state", database, url, config, log)
                 wait_for(lambda: up(url), timeout=60, what="the daemon after kill -9")
             done = "SELECT COUNT(*) FROM executions WHERE finished_at IS NOT NULL"
