@@ -49,7 +49,14 @@ class WalCheckpointer:
     """Checkpoints the SQLite database of ``engine`` on a thread of its own; ``pause`` holds
     the journal's commits back while it is entered."""
 
-    def __init__(self, engine: Engine, pause: Callable[[], AbstractContextManager[None]]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        pause: Callable[[], AbstractContextManager[None]],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monotonic = monotonic
         self.engine = engine
         self.pause = pause
         self.checkpoints = 0  # (for tests)
@@ -69,7 +76,7 @@ class WalCheckpointer:
         with self._cond:
             self._commits += 1
             if self._commits == 1:
-                self._first = time.monotonic()
+                self._first = self.monotonic()
                 self._cond.notify()  # start the timer
             elif self._commits == EVERY_COMMITS:
                 self._cond.notify()
@@ -89,7 +96,7 @@ class WalCheckpointer:
                         if self._commits == 0:
                             self._cond.wait()
                             continue
-                        left = self._first + EVERY_SECONDS - time.monotonic()
+                        left = self._first + EVERY_SECONDS - self.monotonic()
                         if self._commits >= EVERY_COMMITS or left <= 0:
                             break
                         self._cond.wait(left)

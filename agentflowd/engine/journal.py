@@ -133,7 +133,11 @@ class Journal:
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
         close_seconds: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        #: the clock of the lazy timer, the outage's retries and the close (injected: a test
+        #: moves it; the waits themselves are a condition's, woken by posts)
+        self.monotonic = monotonic
         self.engine = engine
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -156,7 +160,9 @@ class Journal:
         self._sqlite = engine.dialect.name == "sqlite"
         # SQLite: checkpoints run on their own thread, not inside a commit that waits on them
         self._pausing = 0  # threads waiting in _paused for the commit under way to end
-        self._checkpointer = WalCheckpointer(engine, self._paused) if self._sqlite else None
+        self._checkpointer = (
+            WalCheckpointer(engine, self._paused, monotonic=monotonic) if self._sqlite else None
+        )
         dbapi: Any = engine.dialect.dbapi
         self._integrity: type[Exception] = dbapi.IntegrityError
         self._operational: type[Exception] = dbapi.OperationalError
@@ -191,7 +197,7 @@ class Journal:
         """Finish what is queued, then stop the writer. While the database is away, what is
         queued is retried for ``close_seconds`` more, then given up: it is lost as a crash
         would lose it (the steps it records run again after a restart)."""
-        self._abandon_at = time.monotonic() + self.close_seconds
+        self._abandon_at = self.monotonic() + self.close_seconds
         self._retrying.set()  # a writer sleeping between retries looks again now
         with self._cond:
             self._stopping = True
@@ -236,7 +242,7 @@ class Journal:
         """
         with self._cond:
             if not self._pending:
-                self._lazy_since = time.monotonic()
+                self._lazy_since = self.monotonic()
             self._pending.append((changes, None, then))
             if self._held() or (self._stopping and not self._writer_done):
                 if not self._urgent:
@@ -249,7 +255,7 @@ class Journal:
     def _put(self, item: _Item, *, lazy: bool) -> None:
         with self._cond:
             if not self._pending:
-                self._lazy_since = time.monotonic()
+                self._lazy_since = self.monotonic()
             self._pending.append(item)
             if self._writer_done and not self._held():
                 batch = self._take()  # posted after close: nobody else will commit it
@@ -342,7 +348,7 @@ class Journal:
                         self._cond.wait()
                         self._idle = False
                         continue
-                    left = self._lazy_since + self.lazy_seconds - time.monotonic()
+                    left = self._lazy_since + self.lazy_seconds - self.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
@@ -416,10 +422,10 @@ class Journal:
             try:
                 self._transaction(changes)
             except Exception as exc:
-                if not self._transient(exc) or time.monotonic() >= self._abandon_at:
+                if not self._transient(exc) or self.monotonic() >= self._abandon_at:
                     raise
                 if failing_since is None:
-                    failing_since = time.monotonic()
+                    failing_since = self.monotonic()
                     self.unavailable = exc
                     log.warning("the database is unavailable, retrying the journal: %s", exc)
                 if self._retrying.wait(delay):
@@ -430,7 +436,7 @@ class Journal:
                 self.unavailable = None
                 log.warning(
                     "the database is back: the journal recorded what waited %.1f s",
-                    time.monotonic() - failing_since,
+                    self.monotonic() - failing_since,
                 )
             return
 
