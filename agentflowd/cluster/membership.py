@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agentflowd.cluster.base import Coordinator, NodeRole
@@ -65,13 +66,17 @@ class Membership:
         self._elect_at: float | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentflow-lease")
 
     @property
     def lease(self) -> float:
         return self.coordinator.lease_seconds
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        # on a thread of its own: behind the loop's shared executor (API reads, engine reads:
+        # ~6 threads on 2 cores) a renewal could wait its whole lease under load, and every
+        # node would fence itself
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +102,8 @@ class Membership:
                 log.info("handed %d execution(s) over to the other nodes", len(driven))
         except Exception as exc:  # the database is away: the leases expire instead
             log.warning("could not hand work over (it is taken over at lease expiry): %s", exc)
+        finally:
+            self._thread.shutdown(wait=False)
 
     def wake(self) -> None:
         """Claim now (a notification: executions were released or created unowned)."""

@@ -239,8 +239,14 @@ def test_forge_statuses_pull_request_validation_and_push_webhook(tmp_path, repo)
                 w["name"] for w in httpx.get(f"http://127.0.0.1:{port}/api/v1/workflows").json()
             }
             assert names == {"a"}
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            assert 'agentflow_status_writes_total{backend="github",result="ok"} 4.0' in metrics
+            # (counted after the forge answered, on the sink's thread: wait for it)
+            wait_for(
+                lambda: (
+                    'agentflow_status_writes_total{backend="github",result="ok"} 4.0'
+                    in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                ),
+                what="the status writes to be counted",
+            )
         finally:
             proc.terminate()
             proc.communicate(timeout=20)
