@@ -383,8 +383,8 @@ class Engine:
         self._dequeue(live.record.workflow)
 
     async def _resume(self, record: ExecutionRecord) -> None:
-        model, dag = self._parsed(record.workflow, f"exec:{record.id}", record.spec)
-        self._models.pop((record.workflow, f"exec:{record.id}"), None)  # (not worth keeping)
+        model = Workflow.model_validate(record.spec)  # (the version it started with)
+        dag = Dag.of(model)
         steps = await self._db(self.log.steps, record.id)
         run, effects = core.resume(record, steps, dag, at=self.clock.now())
         live = self._track(record, run, model)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from agentflowd.engine.checkpoint import WalCheckpointer
-from agentflowd.engine.log import CommitHook, deliver, record_each
+from agentflowd.engine.log import CommitHook, Post, deliver, record_each
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
@@ -48,7 +48,6 @@ __all__ = ["Journal", "execution_from_row"]
 
 EVENT_COLUMNS = "execution_id, seq, at, type, step, attempt, data"
 Convert = Callable[[Any], Any]
-_Item = tuple[list[LogEntry], Future[None] | None, Then | None]
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -147,7 +146,7 @@ class Journal:
         # what waits for the next commit, in the order it was posted; "urgent" when something
         # not lazy is in it (the writer sleeps through lazy posts for up to lazy_seconds)
         self._cond = threading.Condition(threading.Lock())
-        self._pending: list[_Item] = []
+        self._pending: list[Post] = []
         self._urgent = False
         self._lazy_since = 0.0
         self._stopping = False
@@ -252,7 +251,7 @@ class Journal:
             batch = self._take()  # (after the writer has ended: this thread commits)
         self._write_out(batch)
 
-    def _put(self, item: _Item, *, lazy: bool) -> None:
+    def _put(self, item: Post, *, lazy: bool) -> None:
         with self._cond:
             if not self._pending:
                 self._lazy_since = self.monotonic()
@@ -274,14 +273,14 @@ class Journal:
         (it goes first, or a busy writer would keep it out for good). Under the lock."""
         return self._committing or self._pausing > 0
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> list[Post]:
         """Everything pending, for this thread to commit (under the lock)."""
         batch, self._pending = self._pending, []
         self._urgent = False
         self._committing = True
         return batch
 
-    def _write_out(self, batch: list[_Item]) -> None:
+    def _write_out(self, batch: list[Post]) -> None:
         """Commit ``batch`` (possibly empty) with the commit slot this thread holds (from
         :meth:`_take`), then give the slot up, committing first what only it can."""
         while True:
@@ -304,7 +303,7 @@ class Journal:
             if not batch:
                 return
 
-    def _release(self) -> list[_Item]:
+    def _release(self) -> list[Post]:
         """Give up the commit slot (under the lock). Returns what this thread must commit
         now: posts made after the writer ended, which no one else would take."""
         self._committing = False
@@ -368,7 +367,7 @@ class Journal:
                     self._write_out(batch)
                 return
 
-    def _commit(self, batch: list[_Item], broken: dict[str, BaseException]) -> None:
+    def _commit(self, batch: list[Post], broken: dict[str, BaseException]) -> None:
         """Commit ``batch``; ``broken`` holds the executions of this write-out whose changes
         could not be recorded (their later changes are not recorded either: see
         :func:`~agentflowd.engine.log.record_each`)."""

@@ -39,7 +39,7 @@ from agentflowd.engine.records import (
 )
 from agentflowd.errors import FencedOut
 
-__all__ = ["CommitHook", "ExecutionLog", "deliver", "record_each"]
+__all__ = ["CommitHook", "ExecutionLog", "Post", "deliver", "record_each"]
 
 #: Called after each commit with the callbacks of what it committed, and their errors.
 CommitHook = Callable[[list[tuple[Then, BaseException | None]]], None]

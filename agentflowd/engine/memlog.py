@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from agentflowd.engine.log import CommitHook, deliver, record_each
+from agentflowd.engine.log import CommitHook, Post, deliver, record_each
 from agentflowd.engine.records import (
     EventRecord,
     ExecutionRecord,
@@ -32,7 +32,6 @@ __all__ = ["MemoryLog"]
 
 _EXECUTION_COLUMNS = frozenset(ExecutionRecord.__dataclass_fields__)
 _STEP_COLUMNS = frozenset(StepRecord.__dataclass_fields__)
-_Item = tuple[list[LogEntry], Future[None] | None, Then | None]
 
 
 def _value(value: Any) -> Any:
@@ -51,7 +50,7 @@ class MemoryLog:
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._events: dict[str, list[EventRecord]] = {}
         self._keys: dict[str, str] = {}
-        self._pending: list[_Item] = []
+        self._pending: list[Post] = []
         self._outage: BaseException | None = None
         self.on_commit: CommitHook | None = None
         self.commits = 0

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from agentflowd.store.sql import create_engine
 from tests.conftest import free_port, fresh_postgres_database, git, postgres_admin_url
 from tests.daemon.test_durability import BIN, count
-from tests.engine.harness import agent, manifest
+from tests.daemon.test_durability import make_repo as durability_repo
 from tests.sandbox import wat
 from tests.waiting import wait_for
 
@@ -85,24 +85,22 @@ class Node:
 
 
 def make_repo(path: Path) -> Path:
-    """A 4-step diamond whose steps each block 0.1 s in WASI (slow enough to be killed in)."""
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "agents/nap/v1").mkdir(parents=True)
-    (path / "agents/nap/v1/agent.wasm").write_text(wat.sleeper(0.1), encoding="utf-8")
-    steps = "\n".join(
-        [
-            agent("a", "agents/nap:v1"),
-            agent("b", "agents/nap:v1", ("a",)),
-            agent("c", "agents/nap:v1", ("a",)),
-            agent("d", "agents/nap:v1", ("b", "c")),
-        ]
-    )
-    text = manifest("load", steps, config="    maxConcurrentExecutions: 1000")
-    (path / "load.yaml").write_text(text, encoding="utf-8")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "load")
-    return path
+    """The durability test's diamond, each step blocking 0.1 s in WASI (slow enough that a
+    kill catches steps running)."""
+    return durability_repo(path, wat.sleeper(0.1))
+
+
+def start_executions(urls: list[str], count: int) -> None:
+    """Start ``count`` executions of ``load``, through each of ``urls`` in turn, at once."""
+
+    def start_one(i: int) -> int:
+        response = httpx.post(
+            f"{urls[i % len(urls)]}/api/v1/workflows/load/executions", json={"input": i}, timeout=60
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(start_one, range(count))) == {202}
 
 
 @pytest.fixture
@@ -174,15 +172,7 @@ def test_three_nodes_share_the_work_and_survive_kill_9(tmp_path, database):
         )
         rng = random.Random(12)  # noqa: S311 - which node to kill, not a secret
 
-        def start_one(i: int) -> int:
-            target = nodes[i % 3]  # started through every node
-            response = httpx.post(
-                f"{target.url}/api/v1/workflows/load/executions", json={"input": i}, timeout=60
-            )
-            return response.status_code
-
-        with ThreadPoolExecutor(16) as pool:
-            assert set(pool.map(start_one, range(EXECUTIONS))) == {202}
+        start_executions([n.url for n in nodes], EXECUTIONS)  # started through every node
         done = "SELECT COUNT(*) FROM execution_events WHERE type = 'step.succeeded'"
         for round_ in range(3):
             goal = (round_ + 1) * EXECUTIONS  # about a quarter of the steps each round

@@ -37,17 +37,19 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def make_repo(path: Path) -> Path:
+def make_repo(path: Path, wasm: str = wat.ECHO) -> Path:
+    """A repository with one workflow, ``load``: a 4-step diamond of the component ``wasm``
+    (default: echo)."""
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
-    (path / "agents/echo/v1").mkdir(parents=True)
-    (path / "agents/echo/v1/agent.wasm").write_text(wat.ECHO, encoding="utf-8")
+    (path / "agents/step/v1").mkdir(parents=True)
+    (path / "agents/step/v1/agent.wasm").write_text(wasm, encoding="utf-8")
     steps = "\n".join(
         [
-            agent("a", "agents/echo:v1"),
-            agent("b", "agents/echo:v1", ("a",)),
-            agent("c", "agents/echo:v1", ("a",)),
-            agent("d", "agents/echo:v1", ("b", "c")),
+            agent("a", "agents/step:v1"),
+            agent("b", "agents/step:v1", ("a",)),
+            agent("c", "agents/step:v1", ("a",)),
+            agent("d", "agents/step:v1", ("b", "c")),
         ]
     )
     text = manifest("load", steps, config="    maxConcurrentExecutions: 1000")
