@@ -12,6 +12,8 @@ import collections
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -173,9 +175,19 @@ class GitNotesSink:
 
     name = "git-notes"
 
-    def __init__(self, repo_path: Path, *, ref: str = NOTES_REF) -> None:
+    def __init__(
+        self,
+        repo_path: Path,
+        *,
+        ref: str = NOTES_REF,
+        lock_wait: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.repo_path = repo_path
         self.ref = ref
+        #: how long the notes ref's lock file may stand before it counts as a dead writer's
+        self.lock_wait = lock_wait
+        self._sleep = sleep
 
     def post(self, status: CommitStatus) -> None:
         """Add ``status`` as a new line of the commit's note, unless the note has a line of
@@ -199,7 +211,34 @@ class GitNotesSink:
         lines = old.rstrip("\n") + "\n" if old.strip() else ""
         message = lines + status.to_json() + "\n"
         sig = pygit2.Signature("agentflowd", "agentflowd@localhost")
-        repo.create_note(message, sig, sig, status.sha, self.ref, True)
+        self._write(lambda: repo.create_note(message, sig, sig, status.sha, self.ref, True), repo)
+
+    def _write(self, write: Callable[[], object], repo: object) -> None:
+        """Write the note, waiting out a live writer's lock on the notes ref and removing a
+        dead one's. Git keeps a ref's ``.lock`` for the milliseconds of an update; one that
+        stands for ``lock_wait`` was left by a process killed mid-write (a leader killed with
+        -9, say), and would otherwise fail every later note of every node."""
+        lock = Path(str(getattr(repo, "path", self.repo_path))) / f"{self.ref}.lock"
+        waited, pause = 0.0, 0.01
+        while True:
+            try:
+                write()
+                return
+            except OSError:
+                if not lock.exists():
+                    raise
+                if waited >= self.lock_wait:
+                    log.warning(
+                        "removing %s: it stood for %.1f s, so its writer died mid-write",
+                        lock,
+                        waited,
+                    )
+                    lock.unlink(missing_ok=True)
+                    write()
+                    return
+            self._sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.5)
 
     def read(self, sha: str) -> list[dict[str, object]]:
         """The statuses noted on ``sha``, oldest first."""

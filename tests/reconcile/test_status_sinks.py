@@ -168,3 +168,39 @@ def test_queued_sink_posts_in_order_off_the_caller_thread():
         release.set()  # the forge answers only now, however slowly this thread ran
         queued.close()
     assert seen == [("pending", "agentflow-status-slow"), ("success", "agentflow-status-slow")]
+
+
+def _notes_repo(tmp_path: Path) -> tuple[Path, str]:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
+def test_a_notes_lock_left_by_a_killed_writer_is_removed(tmp_path: Path, caplog):
+    """A daemon killed with -9 mid-note leaves ``refs/notes/agentflow.lock``: once it has
+    stood for ``lock_wait`` the next note removes it instead of failing (and every later note
+    of every node with it)."""
+    repo, sha = _notes_repo(tmp_path)
+    lock = repo / ".git" / "refs" / "notes" / "agentflow.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    waits: list[float] = []
+    notes = GitNotesSink(repo, lock_wait=0.5, sleep=waits.append)
+    notes.post(status(RevisionState.SUCCESS, sha=sha))
+    assert [n["state"] for n in notes.read(sha)] == ["success"]
+    assert not lock.exists()
+    assert sum(waits) >= 0.5  # it waited out a live writer's time first
+    assert "its writer died mid-write" in caplog.text
+
+
+def test_a_live_writers_notes_lock_is_waited_out(tmp_path: Path, caplog):
+    repo, sha = _notes_repo(tmp_path)
+    lock = repo / ".git" / "refs" / "notes" / "agentflow.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    notes = GitNotesSink(repo, lock_wait=60, sleep=lambda _s: lock.unlink())  # the writer ends
+    notes.post(status(RevisionState.PENDING, sha=sha))
+    assert [n["state"] for n in notes.read(sha)] == ["pending"]
+    assert "died" not in caplog.text
