@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # `run` serves the bundled examples: a git repository made from examples/workflows on first
-# run (.agentflow/repo), SQLite in .agentflow/state, the API on $(LISTEN).
+# run (.agentflow/repo), SQLite in .agentflow/state, the API on $(LISTEN). Its admin key is
+# .agentflow/state/admin.key (made on first run), also written into the agentflow CLI's config.
 LISTEN ?= 127.0.0.1:8080
 run: install
 	@$(BIN)/agentflowd check examples/workflows --images-root examples
 	@$(BIN)/python scripts/demo_repo.py .agentflow/repo examples/workflows http://$(LISTEN)
-	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console --llm-mock
+	@$(BIN)/agentflowd keys token --file .agentflow/state/admin.key --cli-config http://$(LISTEN)
+	$(BIN)/agentflowd serve --repo .agentflow/repo --state-dir .agentflow/state --listen $(LISTEN) --log-format console --llm-mock --bootstrap-key-file .agentflow/state/admin.key
 
 test: install lint typecheck layers pytest
 

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-url", help="public base URL of the API, for status links")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument(
+        "--bootstrap-key-file", type=Path, help="a file holding the first admin key (afk_...)"
+    )
+    serve.add_argument(
         "--llm-mock",
         action="store_const",
         const=True,
@@ -57,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="where agent images (NAME/TAG/agent.py) are found; default: the git work tree's root",
     )
+    from agentflowd.cli.keys_local import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -65,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     from agentflowd.errors import UsageError
 
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        from agentflowd.cli.keys_local import run_keys
+        from agentflowd.errors import AgentFlowError
+
+        try:
+            return run_keys(args)
+        except UsageError as exc:
+            print(f"agentflowd keys: {exc}", file=sys.stderr)  # noqa: T201
+            return 2
+        except AgentFlowError as exc:
+            print(f"agentflowd keys: {exc}", file=sys.stderr)  # noqa: T201
+            return 3 if isinstance(exc, LookupError) else 1
     if args.command == "check":
         from agentflowd.cli.validate import run_validate
 

@@ -5,8 +5,9 @@
         print(workflow["name"], workflow["phase"])
 
 Errors come back as the package's own exceptions: a 404 is :class:`NotFound`, a 409
-:class:`ConflictError`, a 400/422 :class:`UsageError`, an unreachable server
-:class:`ServerUnavailable`.
+:class:`ConflictError`, a 400/413/422 :class:`UsageError`, a 401 :class:`Unauthenticated`, a
+403 :class:`Forbidden`, an unreachable server :class:`ServerUnavailable`. The API key is
+``api_key``, else ``$AGENTFLOW_API_KEY``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any, NoReturn
 
 import httpx
 
-from agentflowd.errors import ConflictError, NotFound, TransientError, UsageError
+from agentflowd.errors import (
+    ConflictError,
+    Forbidden,
+    NotFound,
+    TransientError,
+    Unauthenticated,
+    UsageError,
+)
 from agentflowd.sdk import Execution, ExecutionEvent, Workflow
 
 __all__ = ["DEFAULT_URL", "AgentFlowClient", "ServerUnavailable"]
@@ -42,6 +50,7 @@ class AgentFlowClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("AGENTFLOW_API_URL") or DEFAULT_URL).rstrip("/")
+        api_key = api_key or os.environ.get("AGENTFLOW_API_KEY")  # as the CLI reads it
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
@@ -75,9 +84,77 @@ class AgentFlowClient:
             raise NotFound(message)
         if response.status_code == 409:
             raise ConflictError(message)
-        if response.status_code in (400, 401, 403, 422):
+        if response.status_code == 401:
+            raise Unauthenticated(message)
+        if response.status_code == 403:
+            raise Forbidden(message)
+        if response.status_code in (400, 413, 422):
             raise UsageError(message)
         raise ServerUnavailable(f"agentflowd answered {response.status_code}: {message}")
+
+    # -- identity and administration ---------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """Who the credentials say the caller is: actor, role, workflows it is limited to."""
+        result: dict[str, Any] = self._call("GET", "/api/v1/whoami")
+        return result
+
+    def login(self) -> dict[str, Any]:
+        """Check the credentials and record the sign-in in the audit log."""
+        result: dict[str, Any] = self._call("POST", "/api/v1/auth/login")
+        return result
+
+    def create_key(
+        self,
+        name: str,
+        role: str,
+        *,
+        workflows: str | None = None,
+        expires: str | None = None,
+    ) -> dict[str, Any]:
+        """Make an API key (admin); ``token`` in the answer is shown this once."""
+        body = {"name": name, "role": role, "workflows": workflows, "expires": expires}
+        result: dict[str, Any] = self._call("POST", "/api/v1/keys", json=body)
+        return result
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """Every key (admin), never their tokens."""
+        params = {"include_revoked": "true"} if include_revoked else {}
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/keys", params=params)
+        return result
+
+    def revoke_key(self, key: str) -> dict[str, Any]:
+        """Revoke a key by name or id (admin)."""
+        result: dict[str, Any] = self._call("DELETE", f"/api/v1/keys/{key}")
+        return result
+
+    def audit(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (admin)."""
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "since": since,
+                "until": until,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "limit": limit,
+            }.items()
+            if v is not None
+        }
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/audit", params=params)
+        return result
+
+    # -- workflows -----------------------------------------------------------------------------
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """Every workflow with its phase and revision."""

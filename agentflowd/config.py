@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentflowd.auth.oidc import OidcSettings
 from agentflowd.errors import UsageError
-from agentflowd.manifest.model import Duration
+from agentflowd.manifest.model import Duration, HostPattern
 from agentflowd.manifest.yamlread import read_yaml
 
 __all__ = ["DaemonConfig", "StatusTarget", "load_config"]
@@ -107,6 +108,27 @@ class DaemonConfig(BaseModel):
         description="Several daemons on one PostgreSQL: how long a node's and the leader's "
         "leases last; a dead node's work is taken over this long after its last renewal.",
     )
+    bootstrap_key_file: Path | None = Field(
+        default=None,
+        description="A file holding an API key (afk_...) made an admin key named 'bootstrap' at "
+        "start: a fresh installation's first credential (make one: agentflowd keys token).",
+    )
+    oidc: OidcSettings | None = Field(
+        default=None,
+        description="Sign-in with bearer JWTs of an OIDC issuer (docs/security.md); file only.",
+    )
+    audit_retention: str = Field(
+        default="365d",
+        description="How long audit rows are kept (e.g. 90d, 2w); older ones are pruned daily.",
+    )
+    api_network_ceiling: tuple[HostPattern, ...] = Field(
+        default=(),
+        description="Hosts a workflow deployed through the API may allow its agents to reach "
+        "(patterns as network.allow: api.example.com, *.example.com:443); default none.",
+    )
+    metrics_auth: bool = Field(
+        default=False, description="Ask a viewer's credentials for /metrics (else it is open)."
+    )
     node_name: str | None = Field(
         default=None,
         max_length=80,
@@ -121,6 +143,24 @@ class DaemonConfig(BaseModel):
         if not timedelta(seconds=1) <= value <= timedelta(minutes=5):
             raise ValueError("lease must be between 1s and 5m")
         return value
+
+    @field_validator("audit_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        from agentflowd.auth.keys import parse_expiry
+
+        try:
+            parse_expiry(value)
+        except UsageError as exc:
+            raise ValueError(str(exc).replace("expires", "audit_retention", 1)) from exc
+        return value
+
+    @property
+    def audit_retention_delta(self) -> timedelta:
+        """How long audit rows are kept."""
+        from agentflowd.auth.keys import parse_expiry
+
+        return parse_expiry(self.audit_retention)
 
     @field_validator("router")
     @classmethod
@@ -170,13 +210,13 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         value = environ.get(ENV_PREFIX + key.upper())
         if value is None:
             continue
-        if key == "validate_refs":
+        if key in ("validate_refs", "api_network_ceiling"):
             out[key] = tuple(v for v in value.replace(",", " ").split() if v)
         elif key == "statuses":
             continue  # a list of mappings: config file only
-        elif key == "router":
+        elif key in ("router", "oidc"):
             continue  # a mapping: config file only
-        elif key in ("prune", "push_notes", "llm_mock", "warm_python"):
+        elif key in ("prune", "push_notes", "llm_mock", "warm_python", "metrics_auth"):
             out[key] = value.strip().lower() in ("1", "true", "yes", "on")
         else:
             out[key] = value

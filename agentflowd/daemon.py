@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -39,6 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentflowd.auth import keys
+from agentflowd.auth.authenticate import Authenticator
+from agentflowd.auth.oidc import OidcVerifier
 from agentflowd.cluster.listen import Channel, Listener
 from agentflowd.cluster.listen import notify as cluster_notify
 from agentflowd.cluster.membership import Membership
@@ -117,6 +121,9 @@ class Daemon:
         self._trigger_refreshes = 0  # tickets, so an older refresh never undoes a newer one
         self._trigger_applied = 0
         self.webhook_secret: str | None = None
+        self.metrics_auth = config.metrics_auth
+        self.network_ceiling: tuple[str, ...] = tuple(config.api_network_ceiling)
+        self.auth: Authenticator
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None
         self.membership: Membership | None = None
@@ -197,6 +204,12 @@ class Daemon:
         )
         self.webhook_secret = _read_secret(cfg)
         self.router = _make_router(cfg, self.store, metrics=self.metrics)
+        if cfg.bootstrap_key_file is not None:
+            keys.bootstrap(
+                self.store.access, _read_key_file(cfg.bootstrap_key_file), now=self.clock()
+            )
+        oidc = OidcVerifier(cfg.oidc) if cfg.oidc is not None else None
+        self.auth = Authenticator(self.store.access, clock=self.clock, oidc=oidc)
 
     def _sync(self) -> SyncOutcome:
         """A pass (on the git thread, under the cluster's reconcile lock). A node's first pass
@@ -415,7 +428,10 @@ class Daemon:
         """Start what only the leader runs, or stop it."""
         if role is NodeRole.LEADER and not self._leader_tasks:
             log.info("leading: reconciling, scheduling and posting statuses")
-            self._leader_tasks = [asyncio.create_task(self._reconcile_loop())]
+            self._leader_tasks = [
+                asyncio.create_task(self._reconcile_loop()),
+                asyncio.create_task(self._prune_audit()),
+            ]
             if self.scheduler is not None:
                 self._leader_tasks.append(asyncio.create_task(self.scheduler.run()))
             if not self.reconciler.source.remote:
@@ -665,6 +681,21 @@ class Daemon:
         finally:
             stopping.cancel()
 
+    async def _prune_audit(self) -> None:
+        """Drop audit rows older than ``audit_retention``, at start and then daily (leader)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = self.clock() - self.config.audit_retention_delta
+            try:
+                prune = functools.partial(self.store.access.prune_audit, before=before)
+                dropped = await loop.run_in_executor(None, prune)
+            except Exception as exc:  # (the database away: the next day tries again)
+                log.warning("pruning the audit log failed: %s", exc)
+            else:
+                if dropped:
+                    log.info("pruned %d audit rows older than %s", dropped, before.isoformat())
+            await asyncio.sleep(24 * 3600)
+
     async def _watchdog(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         if usec <= 0:
@@ -714,6 +745,7 @@ class Daemon:
         self.reconciler.prune = new.prune
         self.reconciler.push_notes = new.push_notes
         self.reconciler.api_url = self._api_url()
+        self.network_ceiling = tuple(new.api_network_ceiling)
         threading.Thread(target=self._close_sinks, args=(old_sinks,), daemon=True).start()
         log.info("configuration reloaded")
         self.request_sync()
@@ -854,3 +886,10 @@ class _MetricsObserver(EngineObserver):
         self._running.set(running)
         self._queued.set(queued)
         self.metrics.workers_busy.set(busy_workers)
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read bootstrap_key_file {path}: {exc.strerror}") from exc

@@ -12,13 +12,17 @@ Lookup errors also subclass :class:`LookupError` and build their message from th
     │   ├── ManifestError            invalid manifests; carries every Diagnostic found
     │   ├── UsageError               a command was called wrongly (exit code 2)
     │   │   └── DatabaseInUse        another daemon holds this SQLite database
+    │   ├── AccessError              a request's credentials do not allow it
+    │   │   ├── Unauthenticated      no credentials, or ones that prove nothing (HTTP 401)
+    │   │   └── Forbidden            known credentials, too weak for this (HTTP 403)
     │   ├── ConflictError            the change contradicts the current state (e.g. ownership)
     │   │   ├── FencedOut            another node owns the execution now: the entry is refused
     │   │   └── DuplicateTriggerKey  a trigger key (cron slot, delivery) started one already
     │   ├── NotFound                 (also a LookupError) a named thing does not exist
     │   │   ├── WorkflowNotFound
     │   │   ├── RevisionRecordNotFound
-    │   │   └── LlmCallNotFound      no reserved ledger row has this id
+    │   │   ├── LlmCallNotFound      no reserved ledger row has this id
+    │   │   └── KeyNotFound          no API key has this id or name
     │   └── SourceError              a git repository or a file cannot be read as asked
     │       └── RevisionNotFound     (also a NotFound) a ref or commit does not exist
     └── TransientError               may succeed on a later attempt; ``.delay`` seconds
@@ -36,11 +40,14 @@ if TYPE_CHECKING:
     from agentflowd.manifest.diagnostics import Diagnostic
 
 __all__ = [
+    "AccessError",
     "AgentFlowError",
     "ConflictError",
     "DatabaseInUse",
     "DuplicateTriggerKey",
     "FencedOut",
+    "Forbidden",
+    "KeyNotFound",
     "LlmCallNotFound",
     "ManifestError",
     "NotFound",
@@ -50,6 +57,7 @@ __all__ = [
     "SourceError",
     "StoreUnavailable",
     "TransientError",
+    "Unauthenticated",
     "UsageError",
     "WorkflowNotFound",
 ]
@@ -105,6 +113,21 @@ class SourceError(PermanentError):
     def __init__(self, message: str, *, revision: str | None = None) -> None:
         super().__init__(message)
         self.revision = revision
+
+
+class AccessError(PermanentError):
+    """The request's credentials do not allow what it asks; the message says why, never
+    echoing a secret."""
+
+
+class Unauthenticated(AccessError):
+    """No credentials, or ones that prove nothing: unknown, revoked or expired key, a token
+    that fails verification (HTTP 401)."""
+
+
+class Forbidden(AccessError):
+    """The caller is known but may not do this: too weak a role, or a workflow outside its
+    key's selector (HTTP 403)."""
 
 
 class ConflictError(PermanentError):
@@ -170,6 +193,14 @@ class LlmCallNotFound(NotFound):
     def __init__(self, call_id: int) -> None:
         super().__init__(f"no reserved LLM call {call_id} in the cost ledger")
         self.call_id = call_id
+
+
+class KeyNotFound(NotFound):
+    """No API key has this id or name."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"API key {key!r} not found")
+        self.key = key
 
 
 class StoreUnavailable(TransientError):

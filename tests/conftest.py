@@ -156,3 +156,58 @@ def agentflow_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def valid_text() -> str:
     """A valid manifest using most features."""
     return VALID
+
+
+def admin_token(access: object, *, name: str = "test-admin", role: str = "admin") -> str:
+    """A new key of ``role`` in an access store (in-process tests)."""
+    from datetime import UTC, datetime
+
+    from agentflowd.auth.keys import issue
+
+    token, _key = issue(
+        access,  # type: ignore[arg-type]
+        name=name,
+        role=role,
+        selector=None,
+        expires=None,
+        created_by="local:test",
+        now=datetime.now(UTC),
+    )
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that sends ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+#: The admin key of every daemon a test starts as a process (its ``bootstrap_key_file``).
+TEST_ADMIN_TOKEN = "afk_testadmin234_" + "t" * 43
+
+
+def bootstrap_key_file(directory: Path) -> Path:
+    """Write :data:`TEST_ADMIN_TOKEN` where a daemon started by a test reads it."""
+    path = directory / "bootstrap.key"
+    path.write_text(TEST_ADMIN_TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_admin_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every daemon a test starts (in process or not) makes :data:`TEST_ADMIN_TOKEN` its
+    bootstrap admin key, and every client (the CLI, AgentFlowClient) sends it by default."""
+    path = bootstrap_key_file(tmp_path_factory.mktemp("keys"))
+    saved = {k: os.environ.get(k) for k in ("AGENTFLOW_BOOTSTRAP_KEY_FILE", "AGENTFLOW_API_KEY")}
+    os.environ["AGENTFLOW_BOOTSTRAP_KEY_FILE"] = str(path)
+    os.environ["AGENTFLOW_API_KEY"] = TEST_ADMIN_TOKEN
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+#: Headers with the test admin key, for raw HTTP calls to a daemon a test started.
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}

@@ -35,6 +35,7 @@ spec:
     - webhook:
         path: /hooks/support
         method: POST
+        secretRef: {name: support-hook}
     - schedule: "0 9 * * 1-5"
   config:
     maxConcurrentExecutions: 10

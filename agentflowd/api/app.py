@@ -24,12 +24,30 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflowd._version import __version__
+from agentflowd.api.access import (
+    AuditTrail,
+    Scope,
+    guarded,
+    principal_of,
+    workflow_labels,
+)
+from agentflowd.api.admin import admin_routes
 from agentflowd.api.deploy import deploy_routes
+from agentflowd.api.edge import BodyLimit
 from agentflowd.api.executions import executions_routes, webhook_trigger_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
+from agentflowd.auth.authenticate import Authenticator
+from agentflowd.auth.roles import Permission
 from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
-from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
+from agentflowd.errors import (
+    AgentFlowError,
+    ConflictError,
+    Forbidden,
+    NotFound,
+    Unauthenticated,
+    UsageError,
+)
 from agentflowd.manifest import Workflow
 from agentflowd.node import NodeRole, Readiness
 from agentflowd.observability import Metrics
@@ -49,6 +67,12 @@ class DaemonHandle(Protocol):
     engine: Engine | None
     journal: Journal | None
     triggers: TriggerTable
+    #: who a request is (API keys, OIDC tokens)
+    auth: Authenticator
+    #: whether /metrics asks for a viewer's credentials
+    metrics_auth: bool
+    #: hosts a workflow deployed through the API may allow (api_network_ceiling)
+    network_ceiling: tuple[str, ...]
 
     @property
     def role(self) -> NodeRole:
@@ -198,11 +222,29 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         description="GitOps reconciler for AI agent workflows.",
         responses={
             400: {"model": ErrorBody},
+            401: {"model": ErrorBody},
+            403: {"model": ErrorBody},
             404: {"model": ErrorBody},
             409: {"model": ErrorBody},
             422: {"model": ErrorBody},
         },
     )
+
+    app.add_middleware(AuditTrail, daemon=daemon)
+    app.add_middleware(BodyLimit)  # added last: runs first, before the audit trail
+
+    def guard(permission: Permission, scope: Scope) -> dict[str, Any]:
+        return guarded(daemon, permission, scope)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
+        response = _error(401, "unauthorized", str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="agentflow"'
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
+        return _error(403, "forbidden", str(exc))
 
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
@@ -228,8 +270,16 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return _error(exc.status_code, code, str(exc.detail))
+        code = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+            415: "unsupported_media_type",
+        }.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405's Allow, 401's WWW-Authenticate
+        return response
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -252,20 +302,45 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         error = {"code": "not_ready", "message": "; ".join(report.reasons)}
         return JSONResponse({"error": error, **view.model_dump(mode="json")}, status_code=503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        name="metrics.read",
+        **(guard(Permission.READ, Scope.GLOBAL) if daemon.metrics_auth else {}),
+    )
     def metrics() -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics (a viewer's key is needed when ``metrics_auth`` is set)."""
         return Response(
             daemon.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    @app.get("/api/v1/workflows", tags=["workflows"])
-    def list_workflows() -> list[dict[str, Any]]:
-        """Every workflow with its phase, revision and operator state."""
+    @app.get(
+        "/api/v1/workflows",
+        tags=["workflows"],
+        name="workflow.list",
+        **guard(Permission.READ, Scope.LIST),
+    )
+    def list_workflows(request: Request) -> list[dict[str, Any]]:
+        """Every workflow with its phase, revision and operator state (those a limited key
+        selects)."""
         heads = daemon.store.workflow_heads(listing=True)
+        principal = principal_of(request)
+        if principal.limited:
+            stored = daemon.store.workflows()
+            heads = {
+                n: h
+                for n, h in heads.items()
+                if n in stored and principal.selects(workflow_labels(stored[n].spec))
+            }
         return [head_summary(h) for h in heads.values()]
 
-    @app.get("/api/v1/workflows/{name}", tags=["workflows"])
+    @app.get(
+        "/api/v1/workflows/{name}",
+        tags=["workflows"],
+        name="workflow.get",
+        **guard(Permission.READ, Scope.TARGET),
+    )
     def get_workflow(name: str) -> dict[str, Any]:
         """One workflow: spec, last error, history, next fire times."""
         w = daemon.store.get_workflow(name)
@@ -291,7 +366,12 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         )
         return view
 
-    @app.post("/api/v1/workflows/{name}/suspend", tags=["workflows"])
+    @app.post(
+        "/api/v1/workflows/{name}/suspend",
+        tags=["workflows"],
+        name="workflow.suspend",
+        **guard(Permission.DEPLOY, Scope.TARGET),
+    )
     def suspend(name: str) -> dict[str, Any]:
         """Stop triggers from starting executions of this workflow."""
         now = daemon.reconciler.clock()
@@ -299,7 +379,12 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         daemon.refresh_triggers()
         return workflow_summary(stored)
 
-    @app.post("/api/v1/workflows/{name}/resume", tags=["workflows"])
+    @app.post(
+        "/api/v1/workflows/{name}/resume",
+        tags=["workflows"],
+        name="workflow.resume",
+        **guard(Permission.DEPLOY, Scope.TARGET),
+    )
     def resume(name: str) -> dict[str, Any]:
         """Let triggers start executions again."""
         now = daemon.reconciler.clock()
@@ -307,14 +392,24 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         daemon.refresh_triggers()
         return workflow_summary(stored)
 
-    @app.post("/api/v1/workflows/{name}/rollback", tags=["workflows"])
+    @app.post(
+        "/api/v1/workflows/{name}/rollback",
+        tags=["workflows"],
+        name="workflow.rollback",
+        **guard(Permission.DEPLOY, Scope.TARGET),
+    )
     async def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
         """Activate an earlier version and pin it; auto-sync leaves it until unpinned."""
         stored = await daemon.run_git(lambda: daemon.reconciler.rollback(name, body.to))
         daemon.refresh_triggers()
         return workflow_summary(stored)
 
-    @app.post("/api/v1/workflows/{name}/unpin", tags=["workflows"])
+    @app.post(
+        "/api/v1/workflows/{name}/unpin",
+        tags=["workflows"],
+        name="workflow.unpin",
+        **guard(Permission.DEPLOY, Scope.TARGET),
+    )
     async def unpin(name: str) -> dict[str, Any]:
         """Follow git again (re-applies the branch's newest commit)."""
         daemon.store.get_workflow(name)
@@ -322,17 +417,32 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
         daemon.refresh_triggers()
         return outcome_view(outcome)
 
-    @app.get("/api/v1/revisions", tags=["revisions"])
+    @app.get(
+        "/api/v1/revisions",
+        tags=["revisions"],
+        name="revision.list",
+        **guard(Permission.READ, Scope.GLOBAL),
+    )
     def list_revisions(limit: int = 50) -> list[dict[str, Any]]:
         """Revisions picked up, newest first."""
         return [revision_view(r) for r in daemon.store.revisions(limit=max(1, min(limit, 500)))]
 
-    @app.get("/api/v1/revisions/{revision_id}", tags=["revisions"])
+    @app.get(
+        "/api/v1/revisions/{revision_id}",
+        tags=["revisions"],
+        name="revision.get",
+        **guard(Permission.READ, Scope.GLOBAL),
+    )
     def get_revision(revision_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
         """One revision: state, summary, counts and every diagnostic."""
         return revision_view(daemon.store.get_revision(revision_id))
 
-    @app.get("/api/v1/costs", tags=["costs"])
+    @app.get(
+        "/api/v1/costs",
+        tags=["costs"],
+        name="cost.summary",
+        **guard(Permission.READ, Scope.GLOBAL),
+    )
     def costs(
         by: Literal[
             "provider", "kind", "model", "workflow", "agent", "execution", "state"
@@ -359,13 +469,23 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
             "total_usd": str(sum((c for c, _ in totals.values()), Decimal(0))),
         }
 
-    @app.post("/api/v1/sync", tags=["revisions"])
+    @app.post(
+        "/api/v1/sync",
+        tags=["revisions"],
+        name="revision.sync",
+        **guard(Permission.DEPLOY, Scope.GLOBAL),
+    )
     async def sync(force: bool = False) -> dict[str, Any]:
         """Fetch and reconcile now; returns what happened."""
         outcome = await daemon.run_git(lambda: daemon.reconciler.sync(force=force))
         return outcome_view(outcome)
 
-    @app.get("/api/v1/diff", tags=["revisions"])
+    @app.get(
+        "/api/v1/diff",
+        tags=["revisions"],
+        name="revision.diff",
+        **guard(Permission.READ, Scope.GLOBAL),
+    )
     async def diff(ref: str | None = None) -> dict[str, Any]:
         """What applying ``ref`` (default: the followed branch) would change."""
         target = ref or daemon.reconciler.source.ref
@@ -394,5 +514,7 @@ def create_app(daemon: DaemonHandle) -> FastAPI:
 
     app.include_router(executions_routes(daemon))
     app.include_router(deploy_routes(daemon))
+    app.include_router(admin_routes(daemon))
+
     app.include_router(webhook_trigger_routes(daemon))  # last: its path matches anything
     return app

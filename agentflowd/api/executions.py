@@ -13,8 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
+from agentflowd.api.access import Scope, guarded, principal_of, workflow_labels
+from agentflowd.api.edge import allowed_methods, method_not_allowed
+from agentflowd.auth.roles import Permission
 from agentflowd.engine import TERMINAL, EventRecord, ExecutionRecord, StepRecord
-from agentflowd.engine.triggers import resolve_secret, signature_ok
+from agentflowd.engine.triggers import ReplayGuard, WebhookRefusal, resolve_secret, verify_delivery
 from agentflowd.errors import NotFound
 
 if TYPE_CHECKING:
@@ -98,10 +101,18 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     """The routes, bound to ``daemon``."""
     routes = APIRouter(tags=["executions"])
 
+    def guard(permission: Permission, scope: Scope) -> dict[str, Any]:
+        return guarded(daemon, permission, scope)
+
     async def db(fn: Any, *args: Any, **kw: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
 
-    @routes.post("/api/v1/workflows/{name}/executions", status_code=202)
+    @routes.post(
+        "/api/v1/workflows/{name}/executions",
+        status_code=202,
+        name="execution.run",
+        **guard(Permission.RUN, Scope.TARGET),
+    )
     async def run(name: str, body: RunRequest | None = None) -> Any:
         """Start an execution of the workflow's applied version; 202 with the execution."""
         if daemon.engine is None:
@@ -112,19 +123,41 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
             view, status_code=202, headers={"Location": f"/api/v1/executions/{record.id}"}
         )
 
-    @routes.get("/api/v1/executions")
+    @routes.get(
+        "/api/v1/executions",
+        name="execution.list",
+        **guard(Permission.READ, Scope.LIST),
+    )
     async def list_executions(
-        workflow: str | None = None, state: str | None = None, limit: int = 50
+        request: Request, workflow: str | None = None, state: str | None = None, limit: int = 50
     ) -> Any:
-        """Executions, newest first."""
+        """Executions, newest first (of the workflows a limited key selects)."""
         if daemon.journal is None:
             return _unavailable()
-        records = await db(
-            daemon.journal.executions, workflow=workflow, state=state, limit=max(1, min(limit, 500))
+        limit = max(1, min(limit, 500))
+        principal = principal_of(request)
+        if not principal.limited:
+            records = await db(
+                daemon.journal.executions, workflow=workflow, state=state, limit=limit
+            )
+            return [execution_view(r) for r in records]
+        stored = await db(daemon.store.workflows)
+        selected = sorted(
+            n
+            for n, w in stored.items()
+            if principal.selects(workflow_labels(w.spec)) and workflow in (None, n)
         )
-        return [execution_view(r) for r in records]
+        found: list[ExecutionRecord] = []
+        for name in selected:
+            found += await db(daemon.journal.executions, workflow=name, state=state, limit=limit)
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [execution_view(r) for r in found[:limit]]
 
-    @routes.get("/api/v1/executions/{execution_id}")
+    @routes.get(
+        "/api/v1/executions/{execution_id}",
+        name="execution.get",
+        **guard(Permission.READ, Scope.TARGET),
+    )
     async def get_execution(execution_id: str) -> Any:
         """One execution with its steps and LLM cost."""
         if daemon.journal is None:
@@ -140,7 +173,11 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
         }
         return view
 
-    @routes.post("/api/v1/executions/{execution_id}/cancel")
+    @routes.post(
+        "/api/v1/executions/{execution_id}/cancel",
+        name="execution.cancel",
+        **guard(Permission.RUN, Scope.TARGET),
+    )
     async def cancel(execution_id: str) -> Any:
         """Stop scheduling an execution; running steps end within their timeout."""
         if daemon.engine is None:
@@ -154,7 +191,12 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
             record = await db(daemon.engine.log.execution, execution_id)
             return JSONResponse(execution_view(record), status_code=202)
 
-    @routes.get("/api/v1/executions/{execution_id}/events", response_model=None)
+    @routes.get(
+        "/api/v1/executions/{execution_id}/events",
+        response_model=None,
+        name="execution.events",
+        **guard(Permission.READ, Scope.TARGET),
+    )
     async def events(
         request: Request, execution_id: str, after: int = 0, follow: bool = False
     ) -> Any:
@@ -208,13 +250,19 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     return routes
 
 
-#: The largest webhook body accepted.
-MAX_WEBHOOK_BYTES = 1024 * 1024
-
-
 def webhook_trigger_routes(daemon: DaemonHandle) -> APIRouter:
-    """Webhook triggers at the paths the workflows declare (matched after every API route)."""
+    """Webhook triggers at the paths the workflows declare (matched after every API route).
+
+    The body arrives within the edge's limits (:mod:`agentflowd.api.edge`); whether it may start
+    an execution, and under which trigger key, is :func:`verify_delivery`'s decision. A
+    delivery already accepted (the same signature, or the same delivery id) answers 409 and
+    starts nothing. A path of the API with another method answers 405 with ``Allow``."""
     routes = APIRouter(tags=["triggers"])
+    guard = ReplayGuard(clock=lambda: daemon.reconciler.clock())
+
+    def _refused(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+        error = {"code": code, "message": message, **extra}
+        return JSONResponse({"error": error}, status_code=status)
 
     @routes.api_route(
         "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
@@ -222,49 +270,62 @@ def webhook_trigger_routes(daemon: DaemonHandle) -> APIRouter:
     async def trigger(request: Request, path: str) -> Any:
         route = daemon.triggers.webhooks.get((request.method, "/" + path))
         if route is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": f"no route {request.method} /{path}"}},
-                status_code=404,
-            )
+            allowed = allowed_methods(request.app, request.scope, besides=routes)
+            if allowed:
+                return method_not_allowed(request.method, allowed)
+            return _refused(404, "not_found", f"no route {request.method} /{path}")
         if daemon.engine is None:
             return _unavailable()
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
-            return JSONResponse(
-                {"error": {"code": "too_large", "message": "the body is over 1 MiB"}},
-                status_code=413,
-            )
+        engine = daemon.engine
+        body = await request.body()  # at most the edge's limit
+        secret = None
         if route.secret is not None:
             secret = resolve_secret(route.secret)
             if secret is None:
-                return JSONResponse(
-                    {
-                        "error": {
-                            "code": "not_ready",
-                            "message": f"the secret {route.secret!r} is not configured",
-                        }
-                    },
-                    status_code=503,
-                )
-            if not signature_ok(secret, body, request.headers):
-                return JSONResponse(
-                    {
-                        "error": {
-                            "code": "unauthorized",
-                            "message": "missing or wrong X-AgentFlow-Signature-256",
-                        }
-                    },
-                    status_code=401,
-                )
+                return _refused(503, "not_ready", f"the secret {route.secret!r} is not configured")
+        verdict = verify_delivery(
+            route, secret, body, request.headers, now=daemon.reconciler.clock()
+        )
+        if isinstance(verdict, WebhookRefusal):
+            return _refused(verdict.status, verdict.code, verdict.message)
         try:
             payload: Any = json.loads(body) if body else None
+        except RecursionError:
+            return _refused(400, "bad_request", "the body is nested too deeply")
         except ValueError:
             payload = {"body": body.decode("utf-8", "replace")}
-        delivery = request.headers.get("x-agentflow-delivery") or request.headers.get(
-            "x-github-delivery"
-        )
-        key = f"webhook:{route.workflow}:{delivery}" if delivery else None
-        record = await daemon.engine.run(route.workflow, payload, trigger="webhook", key=key)
+        key = verdict.key
+        if key is not None:
+            prior = guard.claim(key, verdict.until)
+            if prior is None:
+                # not seen lately by this node: the database knows every delivery ever started
+                try:
+                    found = await asyncio.get_running_loop().run_in_executor(
+                        None, engine.log.by_trigger_key, key
+                    )
+                except BaseException:
+                    guard.release(key)
+                    raise
+                if found is not None:
+                    guard.settle(key, found.id)
+                    prior = found.id
+            if prior is not None:
+                return _refused(
+                    409,
+                    "duplicate_delivery",
+                    "this delivery was accepted before"
+                    + (f" (execution {prior})" if prior else "")
+                    + "; it starts nothing again",
+                    **({"execution": prior} if prior else {}),
+                )
+        try:
+            record = await engine.run(route.workflow, payload, trigger="webhook", key=key)
+        except BaseException:
+            if key is not None:
+                guard.release(key)
+            raise
+        if key is not None:
+            guard.settle(key, record.id)
         return JSONResponse(
             {"execution": record.id, "state": record.state, "workflow": route.workflow},
             status_code=202,

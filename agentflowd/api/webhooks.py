@@ -7,6 +7,12 @@
 Without a configured secret every webhook is refused: an unauthenticated endpoint that makes
 the daemon fetch would be a free amplifier. Pushes to ``refs/notes/*`` (our own statuses, pushed
 back) are ignored, as are pings.
+
+No forge signs a timestamp, so a captured push can be replayed; all it can do is ask for a fetch
+the reconcile loop would make anyway (requests coalesce into one pass). The event carries the
+forge's delivery id (``X-GitHub-Delivery``, ``X-Gitea-Delivery``) for a caller that wants to
+answer a repeated one without a fetch. Bodies arrive within the API edge's limits
+(:mod:`agentflowd.api.edge`: 1 MiB, 64 levels of JSON).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class PushEvent:
     ref: str | None
     after: str | None
     ignored: str | None = None
+    delivery: str | None = None  # the forge's id of this delivery (GitHub, Gitea)
 
 
 def _hmac(secret: str, body: bytes) -> str:
@@ -92,15 +99,25 @@ def parse_push(headers: Mapping[str, str], body: bytes, secret: str | None) -> P
             code="unauthorized",
         )
     forge, event = _verify(lowered, body, secret)
+    delivery = lowered.get("x-github-delivery") or lowered.get("x-gitea-delivery")
     if event.lower() in ("ping", "system hook"):
-        return PushEvent(forge=forge, ref=None, after=None, ignored=event.lower())
+        return PushEvent(
+            forge=forge, ref=None, after=None, ignored=event.lower(), delivery=delivery
+        )
     if event.lower() not in ("push", "push hook"):
-        return PushEvent(forge=forge, ref=None, after=None, ignored=f"event {event!r}")
+        return PushEvent(
+            forge=forge, ref=None, after=None, ignored=f"event {event!r}", delivery=delivery
+        )
     payload = _payload(lowered.get("content-type", ""), body)
     ref = payload.get("ref") if isinstance(payload, dict) else None
     after = payload.get("after") if isinstance(payload, dict) else None
     if not isinstance(ref, str):
         raise WebhookError("the push has no 'ref'")
     if ref.startswith("refs/notes/"):
-        return PushEvent(forge=forge, ref=ref, after=after, ignored="notes push")
-    return PushEvent(forge=forge, ref=ref, after=after if isinstance(after, str) else None)
+        return PushEvent(forge=forge, ref=ref, after=after, ignored="notes push", delivery=delivery)
+    return PushEvent(
+        forge=forge,
+        ref=ref,
+        after=after if isinstance(after, str) else None,
+        delivery=delivery,
+    )

@@ -9,6 +9,7 @@ import typer
 
 from agentflowd._version import __version__
 from agentflowd.cli import (
+    access_cmd,
     agent_cmd,
     config_cmd,
     executions_cmd,
@@ -39,6 +40,8 @@ app.command("build")(agent_cmd.build)
 app.add_typer(route_cmd.route_app, name="route")
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(config_cmd.auth_app, name="auth")
+app.add_typer(access_cmd.keys_app, name="keys")
+app.command("audit")(access_cmd.audit)
 app.command("live-view")(live_cmd.live_view)
 
 

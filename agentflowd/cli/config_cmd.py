@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["auth_app", "config_app", "config_path", "read_settings"]
+__all__ = ["auth_app", "config_app", "config_path", "read_settings", "store_settings"]
 
 KEYS = ("api.endpoint", "api.key")
 
@@ -52,6 +52,13 @@ def _write(settings: dict[str, str]) -> None:
     path.chmod(0o600)
 
 
+def store_settings(changes: dict[str, str]) -> None:
+    """Set some settings, keeping the others."""
+    settings = read_settings()
+    settings.update(changes)
+    _write(settings)
+
+
 def _known(key: str) -> str:
     if key not in KEYS:
         raise typer.BadParameter(f"{key!r} is not a setting (known: {', '.join(KEYS)})")
@@ -82,11 +89,64 @@ def config_get(key: Annotated[str | None, typer.Argument()] = None) -> None:
 @auth_app.command("login")
 def login(
     key: Annotated[
-        str, typer.Option(prompt="API key", hide_input=True, help="The key (asked when omitted)")
+        str,
+        typer.Option(
+            "--key",
+            "--token",
+            prompt="API key or OIDC token",
+            hide_input=True,
+            help="An API key (afk_...) or an OIDC ID token (a JWT); asked when omitted.",
+        ),
     ],
+    server: Annotated[
+        str | None,
+        typer.Option("--server", "-s", envvar="AGENTFLOW_API_URL", help="agentflowd's API URL."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Check it with the daemon first (recorded in the audit log).")
+    ] = True,
 ) -> None:
-    """Store an API key for the CLI (0600, never echoed)."""
+    """Store credentials for the CLI (0600, never echoed), after checking them with the daemon.
+
+    An OIDC token comes from your identity provider's own tooling, e.g.
+    ``agentflow auth login --token "$(kubectl oidc-login get-token ... | jq -r .status.token)"``.
+    """
+    from agentflowd.client import AgentFlowClient, ServerUnavailable
+    from agentflowd.errors import AccessError
+
+    token = key.strip()
     settings = read_settings()
-    settings["api.key"] = key.strip()
+    if verify:
+        url = server or os.environ.get("AGENTFLOW_API_URL") or settings.get("api.endpoint")
+        try:
+            with AgentFlowClient(url, api_key=token) as client:
+                who = client.login()
+        except AccessError as exc:
+            typer.echo(f"agentflow auth login: {exc}; nothing stored", err=True)
+            raise typer.Exit(1) from exc
+        except ServerUnavailable as exc:
+            typer.echo(f"agentflow auth login: stored unchecked ({exc})", err=True)
+        else:
+            scope = f", limited to {who['workflows']}" if who.get("workflows") else ""
+            typer.echo(f"signed in as {who['actor']} ({who['role']}{scope})")
+    settings["api.key"] = token
     _write(settings)
-    typer.echo(f"API key stored in {config_path()}")
+    typer.echo(f"credentials stored in {config_path()}")
+
+
+@auth_app.command("whoami")
+def whoami(
+    server: Annotated[
+        str | None,
+        typer.Option("--server", "-s", envvar="AGENTFLOW_API_URL", help="agentflowd's API URL."),
+    ] = None,
+) -> None:
+    """Who the stored credentials say you are, and your role."""
+    from agentflowd.cli.output import Output, api_errors, emit
+    from agentflowd.client import AgentFlowClient
+
+    settings = read_settings()
+    url = server or os.environ.get("AGENTFLOW_API_URL") or settings.get("api.endpoint")
+    key = os.environ.get("AGENTFLOW_API_KEY") or settings.get("api.key")
+    with api_errors("auth whoami"), AgentFlowClient(url, api_key=key) as client:
+        emit(client.whoami(), Output.YAML)

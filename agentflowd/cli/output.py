@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from agentflowd.errors import AgentFlowError, ConflictError, NotFound, UsageError
+from agentflowd.errors import AccessError, AgentFlowError, ConflictError, NotFound, UsageError
 
 __all__ = ["Column", "Output", "api_errors", "emit"]
 
@@ -73,6 +73,10 @@ def api_errors(command: str) -> Iterator[None]:
     except UsageError as exc:
         typer.echo(f"agentflow {command}: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except AccessError as exc:
+        hint = " (agentflow auth login)" if "credentials" in str(exc) else ""
+        typer.echo(f"agentflow {command}: {exc}{hint}", err=True)
+        raise typer.Exit(1) from exc
     except (ConflictError, AgentFlowError) as exc:
         typer.echo(f"agentflow {command}: {exc}", err=True)
         raise typer.Exit(1) from exc

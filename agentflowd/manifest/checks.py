@@ -1,7 +1,9 @@
 """Semantic checks that a schema cannot express, within one workflow and across a repository.
 
 Within a workflow: agent names are unique, every ``dependsOn`` names an agent of the workflow,
-and the dependencies form a DAG (a cycle is reported with its path, ``a -> b -> a``).
+the dependencies form a DAG (a cycle is reported with its path, ``a -> b -> a``), and every
+webhook is signed (``secretRef``) or says ``unsigned: true`` — which is then a warning: anyone
+who reaches the daemon can start that workflow.
 Across a repository: workflow names are unique, no two webhook triggers share a path and
 method, and every agent image exists in the revision (:mod:`agentflowd.manifest.images`).
 
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentflowd.manifest.diagnostics import Diagnostic, format_path
+from agentflowd.manifest.diagnostics import Diagnostic, Severity, format_path
 from agentflowd.manifest.images import ImageLookup, ResolvedImage
 from agentflowd.manifest.yamlread import Document, Path
 
@@ -42,7 +44,15 @@ class Located:
     document: Document
 
 
-def _diag(loc: Located, path: Path, message: str, code: str, *, key: bool = False) -> Diagnostic:
+def _diag(
+    loc: Located,
+    path: Path,
+    message: str,
+    code: str,
+    *,
+    key: bool = False,
+    severity: Severity = Severity.ERROR,
+) -> Diagnostic:
     mark = loc.document.mark_for(path, key=key)
     return Diagnostic(
         file=loc.file,
@@ -51,6 +61,7 @@ def _diag(loc: Located, path: Path, message: str, code: str, *, key: bool = Fals
         path=format_path(path),
         message=message,
         code=code,
+        severity=severity,
     )
 
 
@@ -96,6 +107,7 @@ def check_workflow(loc: Located) -> list[Diagnostic]:
                     "reserved-webhook-path",
                 )
             )
+    out += _check_signing(loc)
     agents = _agents(loc.document.data)
     first_index: dict[str, int] = {}
     for i, agent in agents:
@@ -146,6 +158,41 @@ def check_workflow(loc: Located) -> list[Diagnostic]:
         # Report at the dependsOn entry that closes the cycle: cycle[-2] depends on cycle[-1].
         path = edge_path[(cycle[-2], cycle[-1])]
         out.append(_diag(loc, path, f"dependency cycle: {' -> '.join(cycle)}", "dependency-cycle"))
+    return out
+
+
+def _check_signing(loc: Located) -> list[Diagnostic]:
+    """Each webhook is signed or says ``unsigned: true`` (a warning); not both, not neither."""
+    out: list[Diagnostic] = []
+    data = loc.document.data
+    spec = data.get("spec") if isinstance(data, dict) else None
+    triggers = spec.get("triggers") if isinstance(spec, dict) else None
+    for i, trig in enumerate(triggers if isinstance(triggers, list) else []):
+        hook = trig.get("webhook") if isinstance(trig, dict) else None
+        if not isinstance(hook, dict):
+            continue
+        unsigned = hook.get("unsigned")
+        if unsigned is not None and not isinstance(unsigned, bool):
+            continue  # the schema reports the type
+        where: Path = ("spec", "triggers", i, "webhook", "unsigned")
+        route = f"{hook.get('method', 'POST')} {hook.get('path', '?')}"
+        if hook.get("secretRef") is not None:
+            if unsigned:
+                message = "a webhook with secretRef is signed: remove unsigned: true"
+                out.append(_diag(loc, where, message, "webhook-signing-conflict"))
+        elif not unsigned:
+            message = (
+                f"webhook {route} has no secretRef: name the secret that signs its calls "
+                "(secretRef: {name: ...}), or write unsigned: true to let anyone who reaches "
+                "the daemon start this workflow"
+            )
+            out.append(_diag(loc, where, message, "unsigned-webhook-undeclared"))
+        else:
+            message = (
+                f"webhook {route} accepts unsigned calls: anyone who reaches the daemon can "
+                "start this workflow"
+            )
+            out.append(_diag(loc, where, message, "unsigned-webhook", severity=Severity.WARNING))
     return out
 
 

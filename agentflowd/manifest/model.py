@@ -413,12 +413,25 @@ class SecretRef(_Model):
     name: CredentialName
 
 
+def _true_or_none(value: bool | None) -> bool | None:
+    # `unsigned: false` says what leaving it out says: one canonical form, one hash
+    return True if value else None
+
+
 class Webhook(_Model):
-    """An HTTP endpoint that starts an execution; the body becomes the execution's input."""
+    """An HTTP endpoint that starts an execution; the body becomes the execution's input.
+
+    Signed with ``secretRef``, or explicitly ``unsigned: true``: one of the two is required
+    (checked by :mod:`agentflowd.manifest.checks`, which names the line)."""
 
     path: WebhookPath
     method: HttpMethod = HttpMethod.POST
     secret_ref: SecretRef | None = None
+    unsigned: Annotated[Bool | None, AfterValidator(_true_or_none)] = Field(
+        default=None,
+        description="Accept calls without a signature: anyone who reaches the daemon can "
+        "start executions. A webhook without secretRef must say unsigned: true.",
+    )
 
 
 class Schedule(_Model):

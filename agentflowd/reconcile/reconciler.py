@@ -42,6 +42,7 @@ from agentflowd.reconcile.status import (
 from agentflowd.source.git import GitSource
 from agentflowd.source.gitread import GitSnapshot
 from agentflowd.store import (
+    AuditEntry,
     HistoryAction,
     Origin,
     RevisionKind,
@@ -56,6 +57,8 @@ from agentflowd.store import (
 __all__ = ["Reconciler", "SyncOutcome"]
 
 log = logging.getLogger(__name__)
+#: Plan actions that change what runs: each leaves an audit row.
+_AUDITED = frozenset({Action.CREATE, Action.UPDATE, Action.DELETE})
 
 
 @dataclass(kw_only=True)
@@ -167,6 +170,7 @@ class Reconciler:
                 now=self.clock(),
                 read_image=snapshot.images.read,
             )
+            self._audit(the_plan, snapshot)
         except PermanentError as exc:
             outcome.error = exc
             return self._finish(outcome, RevisionState.FAILURE, str(exc), [], {})
@@ -183,6 +187,26 @@ class Reconciler:
         current = self.store.source_state(self.name)
         self._save_state(current, last_seen=sha, last_applied=sha)
         return result
+
+    def _audit(self, the_plan: Plan, snapshot: GitSnapshot) -> None:
+        """One audit row per workflow the commit created, changed or deleted, attributed to
+        the commit and its author."""
+        now = self.clock()
+        for change in the_plan.changes:
+            if change.action not in _AUDITED:
+                continue
+            desired = change.desired
+            self.store.access.append_audit(
+                AuditEntry(
+                    at=now,
+                    actor=f"git:{snapshot.author}" if snapshot.author else "git",
+                    action=f"workflow.{change.action.value}",
+                    target=change.name,
+                    result="ok",
+                    source="git",
+                    detail={"commit": snapshot.commit, "file": desired.file if desired else None},
+                )
+            )
 
     def preview(self, revision: str) -> tuple[str, IntakeResult, Plan]:
         """What applying ``revision`` (any ref or sha) would change, without changing it."""

@@ -38,6 +38,7 @@ class GitSnapshot:
     ref: str
     files: list[SourceFile]
     images: GitImages
+    author: str = ""  # "Name <email>" of the commit's author (the audit log's actor)
 
 
 def read_commit(
@@ -99,7 +100,8 @@ def read_commit(
                 revision=ref,
             )
     images = GitImages(repo, commit.tree, digests=digests)
-    return GitSnapshot(commit=str(commit.id), ref=ref, files=files, images=images)
+    author = f"{commit.author.name} <{commit.author.email}>"
+    return GitSnapshot(commit=str(commit.id), ref=ref, files=files, images=images, author=author)
 
 
 def _roots(subpaths: Sequence[str], ref: str) -> list[str]:

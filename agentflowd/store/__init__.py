@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from agentflowd.store.access import AccessStore, ApiKey, AuditEntry
 from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, Store
 from agentflowd.store.memory import MemoryStore
 from agentflowd.store.records import (
@@ -26,7 +27,10 @@ from agentflowd.store.records import (
 from agentflowd.store.sql import SqlStore
 
 __all__ = [
+    "AccessStore",
     "AgentImage",
+    "ApiKey",
+    "AuditEntry",
     "HISTORY_LIMIT",
     "HistoryAction",
     "HistoryEntry",

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from agentflowd.store.access import AccessStore
 from agentflowd.store.records import (
     AgentImage,
     HistoryAction,
@@ -71,6 +72,12 @@ class Store(Protocol):
     #: Moves after every committed change to the workflows table made through this object
     #: (the engine keeps workflows in memory while it stands still).
     workflows_epoch: int
+
+    #: API keys and the audit log, kept in the same database (a port of their own).
+    @property
+    def access(self) -> AccessStore:
+        """Keys and the audit log."""
+        ...
 
     def close(self) -> None:
         """Release connections."""

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentflowd.errors import LlmCallNotFound, NotFound, RevisionRecordNotFound, WorkflowNotFound
+from agentflowd.store.access_memory import MemoryAccess
 from agentflowd.store.base import (
     HISTORY_LIMIT,
     LEDGER_GROUPS,
@@ -68,6 +69,8 @@ class MemoryStore:
         self._images: dict[str, AgentImage] = {}
         self._llm_calls: list[LlmCall] = []
         self.workflows_epoch = 0
+        #: API keys and the audit log
+        self.access = MemoryAccess()
 
     def close(self) -> None:
         """Nothing to release."""

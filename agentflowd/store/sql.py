@@ -28,6 +28,7 @@ from agentflowd.errors import (
     StoreUnavailable,
     WorkflowNotFound,
 )
+from agentflowd.store.access_sql import SqlAccess
 from agentflowd.store.base import (
     HISTORY_LIMIT,
     LEDGER_GROUPS,
@@ -156,6 +157,8 @@ class SqlStore:
         self.engine = engine
         self._epochs = itertools.count(1)
         self.workflows_epoch = 0
+        #: API keys and the audit log, in the same database
+        self.access = SqlAccess(engine)
 
     @classmethod
     def open(cls, url: str) -> SqlStore:

@@ -11,6 +11,8 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "agent_images",
+    "api_keys",
+    "audit_log",
     "execution_events",
     "executions",
     "leases",
@@ -249,4 +251,38 @@ execution_events = sa.Table(
     sa.Column("attempt", sa.Integer),
     sa.Column("data", JSON),
     sa.UniqueConstraint("execution_id", "seq"),
+)
+
+#: API keys: only the SHA-256 of each token (``afk_<id>_<secret>``), looked up by its id.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("selector", sa.Text),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("expires_at", Timestamp()),
+    sa.Column("revoked_at", Timestamp()),
+    sa.Column("last_used_at", Timestamp()),
+    sa.Index(None, "name"),
+)
+
+#: The audit log: append-only (pruned only by the retention setting).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", Timestamp(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(200)),
+    sa.Column("result", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("source", sa.String(100)),
+    sa.Column("detail", JSON),
+    sa.Index(None, "at"),
+    sa.Index(None, "actor"),
 )

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
+from agentflowd.auth.authenticate import Authenticator
 from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
 from agentflowd.node import NodeRole, Readiness
@@ -23,7 +24,7 @@ from agentflowd.observability import Metrics
 from agentflowd.reconcile import MemorySink, Reconciler
 from agentflowd.source.git import GitSource
 from agentflowd.store import MemoryStore, Store
-from tests.conftest import commit, git, init_repo
+from tests.conftest import admin_token, bearer, commit, git, init_repo
 from tests.manifests import named
 
 SECRET = "s3cret"
@@ -47,6 +48,10 @@ class Handle:
         self.engine: Engine | None = None
         self.journal: Journal | None = None
         self.triggers = TriggerTable()
+        self.auth = Authenticator(self.store.access, clock=lambda: datetime.now(UTC))
+        self.metrics_auth = False
+        self.network_ceiling: tuple[str, ...] = ("*.example.com",)
+        self.token = admin_token(self.store.access)
 
     def refresh_triggers(self) -> None:
         pass
@@ -68,7 +73,7 @@ def env(tmp_path: Path) -> Iterator[tuple[TestClient, Handle, Path]]:
     init_repo(repo)
     commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
     handle = Handle(repo, tmp_path / "state")
-    with TestClient(create_app(handle)) as client:
+    with TestClient(create_app(handle), headers=bearer(handle.token)) as client:
         yield client, handle, repo
     handle.pool.shutdown()
 
@@ -217,10 +222,8 @@ def test_webhook_edge_cases(env):
     assert response.status_code == 401
     deep = b"[" * 100_000
     response = client.post("/api/v1/git/webhook", content=deep, headers=sign_github(deep))
-    assert (
-        response.status_code == 400
-        and response.json()["error"]["message"] == "the push body is not valid JSON"
-    )
+    assert response.status_code == 400  # refused at the edge: nested over 64 levels
+    assert response.json()["error"]["code"] == "bad_request"
 
 
 def test_unknown_refs_are_404_and_huge_ids_422(env):
@@ -280,3 +283,28 @@ def test_costs_from_the_ledger(env):
     assert client.get("/api/v1/costs?since=2026-11-25T00:00:00Z").json()["totals"] == {}
     assert client.get("/api/v1/costs?by=secret").status_code == 422
     assert client.get("/api/v1/costs?since=2026-11-25T00:00:00").status_code == 422
+
+
+def test_a_workflow_deployed_through_the_api_cannot_open_the_network_past_the_ceiling(env):
+    client, _handle, _repo = env
+    assert client.post("/api/v1/sync").status_code == 200  # its images are in the store now
+
+    def manifest(host: str) -> str:
+        text = named("from-api", hook="/hooks/from-api")
+        return text.replace(
+            "      image: agents/classifier:v1.2\n",
+            f"      image: agents/classifier:v1.2\n      network:\n        allow: [{host!r}]\n",
+        )
+
+    headers = {"Content-Type": "application/yaml"}
+    inside = client.post(
+        "/api/v1/workflows", content=manifest("api.example.com:443"), headers=headers
+    )
+    assert inside.status_code == 201, inside.text
+    for host in ("10.0.0.5:8500", "169.254.169.254", "example.com", "evil.org"):
+        outside = client.post("/api/v1/workflows", content=manifest(host), headers=headers)
+        assert outside.status_code == 422, (host, outside.text)
+        error = outside.json()["error"]
+        assert error["code"] == "network_ceiling" and "*.example.com" in error["message"]
+    # the refused deploys changed nothing
+    assert client.get("/api/v1/workflows/from-api").json()["generation"] == 1

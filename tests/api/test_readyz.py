@@ -41,6 +41,8 @@ class FakeDaemon:
         self.role = NodeRole.LEADER
         self.now = 0.0
         self.readiness = Readiness(self.store.ping, clock=lambda: self.now)
+        self.metrics_auth = False  # (probes and metrics are open: no key is needed here)
+        self.network_ceiling: tuple[str, ...] = ()
 
     def refresh_triggers(self) -> None:
         pass

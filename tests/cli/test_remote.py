@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentflowd.cli import app
-from tests.conftest import free_port, git, init_repo
+from tests.conftest import ADMIN, free_port, git, init_repo
 from tests.manifests import named
 from tests.waiting import wait_for
 
@@ -57,7 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 def _applied(url: str) -> bool:
     try:
-        return len(httpx.get(f"{url}/api/v1/workflows").json()) == 2
+        return len(httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()) == 2
     except httpx.HTTPError:
         return False
 
@@ -104,7 +104,10 @@ def test_operator_actions_and_diff(server):
     git(repo, "commit", "-qam", "bump")
     code, out, _ = cli("sync", "--server", url)
     assert code == 0
-    wait_for(lambda: httpx.get(f"{url}/api/v1/workflows/a").json()["generation"] == 2, what="gen 2")
+    wait_for(
+        lambda: httpx.get(f"{url}/api/v1/workflows/a", headers=ADMIN).json()["generation"] == 2,
+        what="gen 2",
+    )
     code, out, _ = cli("rollback", "a", "--to", first, "-o", "json", "--server", url)
     assert json.loads(out)["pinned_revision"] == first
     git(repo, "checkout", "-q", "-b", "next")

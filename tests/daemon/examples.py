@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import ADMIN, free_port
 from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -112,7 +112,9 @@ def serving(repo: Path, state: Path, cache: Path) -> Iterator[str]:
 
         def applied() -> bool:
             try:
-                return len(httpx.get(f"{url}/api/v1/workflows", timeout=2).json()) == 4
+                return (
+                    len(httpx.get(f"{url}/api/v1/workflows", headers=ADMIN, timeout=2).json()) == 4
+                )
             except httpx.HTTPError:
                 return False
 

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from agentflowd.store.sql import create_engine
-from tests.conftest import free_port, fresh_postgres_database, git, postgres_admin_url
+from tests.conftest import ADMIN, free_port, fresh_postgres_database, git, postgres_admin_url
 from tests.daemon.test_durability import BIN, count
 from tests.daemon.test_durability import make_repo as durability_repo
 from tests.sandbox import wat
@@ -95,7 +95,10 @@ def start_executions(urls: list[str], count: int) -> None:
 
     def start_one(i: int) -> int:
         response = httpx.post(
-            f"{urls[i % len(urls)]}/api/v1/workflows/load/executions", json={"input": i}, timeout=60
+            f"{urls[i % len(urls)]}/api/v1/workflows/load/executions",
+            json={"input": i},
+            headers=ADMIN,
+            timeout=60,
         )
         return response.status_code
 
@@ -135,7 +138,7 @@ def owners(engine: sa.Engine, node: Node) -> int:
 def ask_sync(url: str) -> None:
     """POST /sync (it waits for the leader's pass, which the test may cut short)."""
     try:
-        httpx.post(f"{url}/api/v1/sync", timeout=60)
+        httpx.post(f"{url}/api/v1/sync", headers=ADMIN, timeout=60)
     except httpx.HTTPError:
         pass
 

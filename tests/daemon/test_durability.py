@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from agentflowd.store import SqlStore
-from tests.conftest import free_port, fresh_postgres_database, git, postgres_admin_url
+from tests.conftest import ADMIN, free_port, fresh_postgres_database, git, postgres_admin_url
 from tests.engine.harness import agent, manifest
 from tests.sandbox import wat
 from tests.waiting import wait_for
@@ -99,12 +99,14 @@ def test_kill_9_under_load_loses_nothing_and_repeats_no_completed_step(tmp_path,
     try:
         wait_for(lambda: up(url), timeout=60, what="the daemon")
         wait_for(
-            lambda: len(httpx.get(f"{url}/api/v1/workflows").json()) == 1,
+            lambda: len(httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()) == 1,
             timeout=30,
             what="the workflow to be applied",
         )
         for i in range(EXECUTIONS):
-            response = httpx.post(f"{url}/api/v1/workflows/load/executions", json={"input": i})
+            response = httpx.post(
+                f"{url}/api/v1/workflows/load/executions", json={"input": i}, headers=ADMIN
+            )
             assert response.status_code == 202
         done = "SELECT COUNT(*) FROM execution_events WHERE type = 'step.succeeded'"
         for round_ in range(3):

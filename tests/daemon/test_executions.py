@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from agentflowd.client import AgentFlowClient
+from tests.conftest import ADMIN
 from tests.daemon.examples import demo_repo, serving
 from tests.waiting import wait_for
 
@@ -60,7 +61,7 @@ def test_the_customer_support_pipeline_runs_from_the_cli(daemon):
         kinds = [e["type"] for e in client.events(execution["id"])]
         assert kinds[0] == "execution.running" and kinds[-1] == "execution.succeeded"
         assert "step.host_call" in kinds  # the LLM calls are in the history
-        costs = httpx.get(f"{daemon}/api/v1/costs?by=kind").json()
+        costs = httpx.get(f"{daemon}/api/v1/costs?by=kind", headers=ADMIN).json()
         assert costs["totals"]["mock"]["calls"] == 3
         metrics = httpx.get(f"{daemon}/metrics").text
         assert 'agentflow_executions_total{result="succeeded",trigger="manual"} 1.0' in metrics
@@ -79,10 +80,10 @@ def test_the_customer_support_pipeline_runs_from_the_cli(daemon):
 
 def test_unknown_workflows_and_executions(daemon):
     with AgentFlowClient(daemon) as client:
-        response = httpx.post(f"{daemon}/api/v1/workflows/nope/executions", json={})
+        response = httpx.post(f"{daemon}/api/v1/workflows/nope/executions", json={}, headers=ADMIN)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
-        assert httpx.get(f"{daemon}/api/v1/executions/nope").status_code == 404
+        assert httpx.get(f"{daemon}/api/v1/executions/nope", headers=ADMIN).status_code == 404
         assert client.list_executions() == []
 
 
@@ -94,8 +95,8 @@ def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("secret_env")
 def test_webhook_triggers_check_signatures(daemon):
-    import hashlib
     import hmac
+    import time
 
     body = json.dumps({"topic": "durable workflows"}).encode()
     url = f"{daemon}/hooks/content/requests"
@@ -104,21 +105,18 @@ def test_webhook_triggers_check_signatures(daemon):
     assert httpx.post(url, content=body).status_code == 401
     with AgentFlowClient(daemon) as client:
         assert client.list_executions(workflow="content-generation-pipeline") == []  # none started
-    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    good = httpx.post(
-        url,
-        content=body,
-        headers={"X-AgentFlow-Signature-256": signature, "X-AgentFlow-Delivery": "d-1"},
-    )
+    stamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(b"s3cret", f"{stamp}.".encode() + body, "sha256").hexdigest()
+    signed = {"X-AgentFlow-Timestamp": stamp, "X-AgentFlow-Signature-256": signature}
+    unstamped = {"X-AgentFlow-Signature-256": signature}  # the timestamp is required
+    assert httpx.post(url, content=body, headers=unstamped).status_code == 401
+    good = httpx.post(url, content=body, headers=signed)
     assert good.status_code == 202, good.text
     execution = good.json()["execution"]
-    again = httpx.post(
-        url,
-        content=body,
-        headers={"X-AgentFlow-Signature-256": signature, "X-AgentFlow-Delivery": "d-1"},
-    )
-    assert again.json()["execution"] == execution  # the same delivery starts nothing new
-    # the customer-support webhook has no secretRef: it accepts unsigned calls
+    again = httpx.post(url, content=body, headers={**signed, "X-AgentFlow-Delivery": "d-2"})
+    assert again.status_code == 409  # a replay starts nothing new, whatever its delivery id
+    assert again.json()["error"]["execution"] == execution
+    # the customer-support webhook says unsigned: true: it accepts unsigned calls
     ticket = httpx.post(f"{daemon}/api/v1/tickets", json={"ticket": "Refund please"})
     assert ticket.status_code == 202
     with AgentFlowClient(daemon) as client:

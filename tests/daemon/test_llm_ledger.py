@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from agentflowd.store import SqlStore
 from router.types import Usage
-from tests.conftest import free_port, fresh_postgres_database, git, postgres_admin_url
+from tests.conftest import ADMIN, free_port, fresh_postgres_database, git, postgres_admin_url
 from tests.engine.harness import agent, manifest
 from tests.router.fake_llm import FakeLLM, Rendered, Reply, serve_fake
 from tests.sandbox import wat
@@ -183,19 +183,28 @@ def test_kill_9_with_llm_calls_in_flight_loses_no_call_and_keeps_the_budget(tmp_
         try:
             wait_for(lambda: up(url), timeout=60, what="the daemon")
             wait_for(
-                lambda: len(httpx.get(f"{url}/api/v1/workflows").json()) == 1,
+                lambda: len(httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()) == 1,
                 timeout=30,
                 what="the workflow to be applied",
             )
             for i in range(EXECUTIONS):
-                response = httpx.post(f"{url}/api/v1/workflows/ask/executions", json={"input": i})
+                response = httpx.post(
+                    f"{url}/api/v1/workflows/ask/executions", json={"input": i}, headers=ADMIN
+                )
                 assert response.status_code == 202
             for target in KILLS:
 
                 def in_flight(target: int = target) -> bool:
                     return len(fake.requests) >= target and fake.in_flight >= IN_FLIGHT
 
-                wait_for(in_flight, timeout=120, what=f"{target} requests, some in flight")
+                try:
+                    wait_for(in_flight, timeout=300, what=f"{target} requests, some in flight")
+                except AssertionError as exc:  # say where the daemon was (seen under load)
+                    tail = (tmp_path / "daemon.log").read_text(errors="replace")[-6000:]
+                    raise AssertionError(
+                        f"{exc}: {len(fake.requests)} requests, {fake.in_flight} in flight; "
+                        f"the daemon's log ends:\n{tail}"
+                    ) from exc
                 # read before the kill: once the daemon's connections close, the fake server
                 # may count its dropped requests as done before this thread looks
                 killed_in_flight.append(fake.in_flight)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, git, init_repo
+from tests.conftest import ADMIN, free_port, git, init_repo
 from tests.daemon.examples import NotifySocket
 from tests.manifests import named
 from tests.waiting import wait_for
@@ -88,7 +88,10 @@ def test_ready_status_watchdog_reload_and_stop(daemon, repo):
     git(repo, "commit", "-q", "-m", "second")
     sha = git(repo, "rev-parse", "HEAD")
     names = wait_for(
-        lambda: {w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()} >= {"a", "b"},
+        lambda: (
+            {w["name"] for w in httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()}
+            >= {"a", "b"}
+        ),
         what="workflow b applied",
     )
     assert names
@@ -236,17 +239,29 @@ def test_forge_statuses_pull_request_validation_and_push_webhook(tmp_path, repo)
             assert failure["target_url"].startswith(f"http://127.0.0.1:{port}/api/v1/revisions/")
             # nothing from the branch was applied
             names = {
-                w["name"] for w in httpx.get(f"http://127.0.0.1:{port}/api/v1/workflows").json()
+                w["name"]
+                for w in httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/workflows", headers=ADMIN
+                ).json()
             }
             assert names == {"a"}
+
             # (counted after the forge answered, on the sink's thread: wait for it)
-            wait_for(
-                lambda: (
-                    'agentflow_status_writes_total{backend="github",result="ok"} 4.0'
-                    in httpx.get(f"http://127.0.0.1:{port}/metrics").text
-                ),
-                what="the status writes to be counted",
-            )
+            def writes() -> list[str]:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                return [line for line in text.splitlines() if "status_writes_total{" in line]
+
+            try:
+                wait_for(
+                    lambda: (
+                        'agentflow_status_writes_total{backend="github",result="ok"} 4.0'
+                        in writes()
+                    ),
+                    timeout=60,
+                    what="the status writes to be counted",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {writes()}") from exc
         finally:
             proc.terminate()
             proc.communicate(timeout=20)
@@ -281,7 +296,7 @@ def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
 
     def count(url: str) -> int:
         try:
-            return len(httpx.get(f"{url}/api/v1/workflows", timeout=5).json())
+            return len(httpx.get(f"{url}/api/v1/workflows", headers=ADMIN, timeout=5).json())
         except httpx.HTTPError:
             return -1
 
@@ -310,14 +325,18 @@ def test_kill_9_at_any_moment_converges_on_restart(tmp_path):
     proc = start(port)
     try:
         wait_for(lambda: count(url) == 200, what="all 200 workflows", timeout=60)
-        revisions = httpx.get(f"{url}/api/v1/revisions").json()
+        revisions = httpx.get(f"{url}/api/v1/revisions", headers=ADMIN).json()
         wait_for(
-            lambda: httpx.get(f"{url}/api/v1/revisions").json()[0]["state"] == "success",
+            lambda: (
+                httpx.get(f"{url}/api/v1/revisions", headers=ADMIN).json()[0]["state"] == "success"
+            ),
             what="success",
         )
-        revisions = httpx.get(f"{url}/api/v1/revisions").json()
+        revisions = httpx.get(f"{url}/api/v1/revisions", headers=ADMIN).json()
         assert all(r["state"] in ("success", "error") for r in revisions), revisions
-        assert [w["generation"] for w in httpx.get(f"{url}/api/v1/workflows").json()] == [1] * 200
+        assert [
+            w["generation"] for w in httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()
+        ] == [1] * 200
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -359,6 +378,6 @@ def test_a_linked_worktree_is_watched(tmp_path, repo):
 
 def _names(url: str) -> set[str]:
     try:
-        return {w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()}
+        return {w["name"] for w in httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()}
     except httpx.HTTPError:
         return set()

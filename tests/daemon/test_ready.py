@@ -20,6 +20,7 @@ import pytest
 
 from agentflowd.source.git import GitSource
 from tests.conftest import (
+    ADMIN,
     free_port,
     fresh_postgres_database,
     git,
@@ -127,7 +128,7 @@ def test_ready_only_after_the_first_reconcile_pass(daemons):
     answer = readyz(url)
     assert answer is not None and answer.status_code == 200
     assert answer.json() == {"ready": True, "reasons": [], "role": "leader"}
-    assert [w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()] == ["a"]
+    assert [w["name"] for w in httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()] == ["a"]
 
 
 @pytest.mark.postgres
@@ -182,7 +183,9 @@ def test_postgres_unreachable_then_back(daemons):
             database_up()
             notify.expect("READY=1")
             wait_for(lambda: reasons(url) == [], what="/readyz to say ready")
-            assert [w["name"] for w in httpx.get(f"{url}/api/v1/workflows").json()] == ["a"]
+            assert [
+                w["name"] for w in httpx.get(f"{url}/api/v1/workflows", headers=ADMIN).json()
+            ] == ["a"]
 
             # away after the first pass: only the database holds the node back
             database_down()

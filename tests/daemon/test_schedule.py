@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import ADMIN
 from tests.daemon.examples import demo_repo, serving
 from tests.waiting import wait_for
 
@@ -26,7 +27,10 @@ pytestmark = pytest.mark.slow
 
 def scheduled(url: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = httpx.get(
-        f"{url}/api/v1/executions", params={"workflow": "data-analysis-pipeline"}, timeout=5
+        f"{url}/api/v1/executions",
+        params={"workflow": "data-analysis-pipeline"},
+        headers=ADMIN,
+        timeout=5,
     ).json()
     return [e for e in found if e["trigger"] == "schedule"]
 
@@ -49,8 +53,10 @@ def test_a_cron_slot_runs_the_example_once_across_restarts(tmp_path: Path, agent
         def finished() -> list[dict[str, Any]]:
             return [e for e in scheduled(url) if e["state"] == "succeeded"]
 
-        done = wait_for(finished, timeout=60, what="the scheduled execution to finish")[0]
-        steps = httpx.get(f"{url}/api/v1/executions/{done['id']}", timeout=5).json()["steps"]
+        done = wait_for(finished, timeout=240, what="the scheduled execution to finish")[0]
+        steps = httpx.get(f"{url}/api/v1/executions/{done['id']}", headers=ADMIN, timeout=5).json()[
+            "steps"
+        ]
         assert {s["step"]: s["state"] for s in steps} == {
             "data-collector": "succeeded",
             "data-analyzer": "succeeded",

@@ -76,6 +76,7 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
                     "webhook": {
                         "path": f"/hooks/{j}",
                         "method": draw(st.sampled_from(["POST", "PUT"])),
+                        **draw(st.sampled_from([{"unsigned": True}, {"secretRef": {"name": "h"}}])),
                     }
                 }
             )

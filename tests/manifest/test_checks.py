@@ -59,7 +59,7 @@ def test_same_path_with_another_method_is_fine():
 
 def test_multi_document_file_checks_across_its_documents():
     report = load(**{"all.yaml": named("one") + "---\n" + named("one", hook="/other")})
-    assert [d.line for d in report.errors] == [4, 42]
+    assert [d.line for d in report.errors] == [4, 43]
 
 
 def test_one_invalid_file_does_not_block_the_valid_ones():

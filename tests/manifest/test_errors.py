@@ -127,7 +127,7 @@ CASES = [
     pytest.param(
         mutate('"0 9 * * 1-5"', '"0 9 * * 1-8"'),
         "schema-value-error",
-        33,
+        34,
         17,
         "spec.triggers[1].schedule",
         "day of week",
@@ -136,7 +136,7 @@ CASES = [
     pytest.param(
         mutate('schedule: "0 9 * * 1-5"', "schedule: {cron: '0 9 * *'}"),
         "schema-value-error",
-        33,
+        34,
         24,
         "spec.triggers[1].schedule.cron",
         "expected 5 fields",
@@ -145,7 +145,7 @@ CASES = [
     pytest.param(
         mutate('schedule: "0 9 * * 1-5"', "schedule: {cron: '@daily', timezone: Europe/Berln}"),
         "schema-value-error",
-        33,
+        34,
         44,
         "spec.triggers[1].schedule.timezone",
         "did you mean 'Europe/Berlin'?",
@@ -215,7 +215,10 @@ CASES = [
         id="webhook-path",
     ),
     pytest.param(
-        mutate("        method: POST\n", "        method: POST\n      schedule: '@daily'\n"),
+        mutate(
+            "        secretRef: {name: support-hook}\n",
+            "        secretRef: {name: support-hook}\n      schedule: '@daily'\n",
+        ),
         "schema-value-error",
         30,
         7,
@@ -226,7 +229,7 @@ CASES = [
     pytest.param(
         mutate("maxConcurrentExecutions: 10", "maxConcurrentExecutions: 0"),
         "schema-greater-than-equal",
-        35,
+        36,
         30,
         "spec.config.maxConcurrentExecutions",
         "greater than or equal to 1",
@@ -235,7 +238,7 @@ CASES = [
     pytest.param(
         mutate("maxConcurrentExecutions: 10", "maxConcurrentExecutions: ten"),
         "schema-int-type",
-        35,
+        36,
         30,
         "spec.config.maxConcurrentExecutions",
         "(got 'ten')",
@@ -244,7 +247,7 @@ CASES = [
     pytest.param(
         mutate("retryPolicy: exponential", "retryPolicy: exponentail"),
         "schema-enum",
-        37,
+        38,
         18,
         "spec.config.retryPolicy",
         "did you mean 'exponential'?",
@@ -283,7 +286,7 @@ CASES = [
     pytest.param(
         VALID + "  budget: {perDay: -1}\n",
         "schema-greater-than-equal",
-        38,
+        39,
         20,
         "spec.budget.perDay",
         "greater than or equal to 0",
@@ -294,7 +297,7 @@ CASES = [
         + "  llmRouting:\n    fallbacks:\n"
         + "      - {provider: local, model: m, conditions: {data_sensitivty: high}}\n",
         "schema-extra-forbidden",
-        40,
+        41,
         50,
         "spec.llmRouting.fallbacks[0].conditions.data_sensitivty",
         "did you mean 'data_sensitivity'?",
@@ -303,7 +306,7 @@ CASES = [
     pytest.param(
         VALID + "  llmRouting:\n    strategy: cheapest\n",
         "schema-enum",
-        39,
+        40,
         15,
         "spec.llmRouting.strategy",
         "'cheapest' is not one of",
@@ -384,7 +387,7 @@ CASES = [
     pytest.param(
         mutate("maxConcurrentExecutions: 10", "maxConcurrentExecutions: true"),
         "schema-int-type",
-        35,
+        36,
         30,
         "spec.config.maxConcurrentExecutions",
         "valid integer",
@@ -402,7 +405,7 @@ CASES = [
     pytest.param(
         mutate("maxConcurrentExecutions: 10", "maxConcurrentExecutions: !!int ten"),
         "yaml-bad-scalar",
-        35,
+        36,
         30,
         "",
         "'ten' is not a valid int",
@@ -411,7 +414,7 @@ CASES = [
     pytest.param(
         mutate("maxConcurrentExecutions: 10", "maxConcurrentExecutions: " + "9" * 5000),
         "yaml-bad-scalar",
-        35,
+        36,
         30,
         "",
         "is not a valid int",
@@ -440,7 +443,7 @@ CASES = [
             'schedule: "0 9 * * 1-5"', "schedule: {cron: '@daily', timezone: " + "x" * 300 + "}"
         ),
         "schema-value-error",
-        33,
+        34,
         44,
         "spec.triggers[1].schedule.timezone",
         "unknown time zone",
@@ -449,7 +452,7 @@ CASES = [
     pytest.param(
         mutate('schedule: "0 9 * * 1-5"', "schedule: {cron: '@daily', timezone: localtime}"),
         "schema-value-error",
-        33,
+        34,
         44,
         "spec.triggers[1].schedule.timezone",
         "IANA name",
@@ -458,7 +461,7 @@ CASES = [
     pytest.param(
         mutate('"0 9 * * 1-5"', '"0 0 30 2 *"'),
         "schema-value-error",
-        33,
+        34,
         17,
         "spec.triggers[1].schedule",
         "never fires",
@@ -479,7 +482,7 @@ CASES = [
     pytest.param(
         VALID + "  budget: {perDay: .inf}\n",
         "schema-finite-number",
-        38,
+        39,
         20,
         "spec.budget.perDay",
         "finite number",

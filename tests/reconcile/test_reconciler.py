@@ -402,3 +402,22 @@ def test_pull_request_validation_checks_images(repo, tmp_path):
     [outcome] = reconciler.validate_refs(["refs/heads/feature"])
     assert outcome.sha == sha and outcome.state is RevisionState.FAILURE
     assert "image 'agents/qa:v0.9' not found" in sink.posted[-1].description
+
+
+def test_changes_applied_from_git_are_audited_as_the_commit_and_its_author(repo, tmp_path):
+    first = commit(repo, {"a.yaml": named("a"), "b.yaml": named("b")})
+    reconciler, _ = make(repo, tmp_path)
+    reconciler.sync()
+    second = commit(repo, {"a.yaml": named("a").replace("team: cs", "team: ops"), "b.yaml": None})
+    reconciler.sync()
+    reconciler.sync()  # nothing changed: no row
+    author = git(repo, "log", "-1", "--format=git:%an <%ae>")
+    rows = list(reversed(reconciler.store.access.audit()))
+    assert [(r.action, r.target, r.detail["commit"]) for r in rows] == [
+        ("workflow.create", "a", first),
+        ("workflow.create", "b", first),
+        ("workflow.update", "a", second),
+        ("workflow.delete", "b", second),
+    ]
+    assert {(r.actor, r.source, r.result) for r in rows} == {(author, "git", "ok")}
+    assert rows[0].detail["file"] == "a.yaml"

@@ -46,6 +46,8 @@ def test_upgrade_downgrade_upgrade(engine):
         "step_runs",
         "execution_events",
         "leases",
+        "api_keys",
+        "audit_log",
     }
     migrate.downgrade(engine, "base")
     assert migrate.current_revision(engine) is None
