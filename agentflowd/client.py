@@ -94,6 +94,11 @@ class AgentFlowClient:
 
     # -- identity and administration ---------------------------------------------------------
 
+    def oidc_provider(self) -> dict[str, Any]:
+        """The identity provider and client to sign in with (no credentials needed)."""
+        result: dict[str, Any] = self._call("GET", "/api/v1/auth/oidc")
+        return result
+
     def whoami(self) -> dict[str, Any]:
         """Who the credentials say the caller is: actor, role, workflows it is limited to."""
         result: dict[str, Any] = self._call("GET", "/api/v1/whoami")

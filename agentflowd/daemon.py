@@ -123,6 +123,7 @@ class Daemon:
         self.webhook_secret: str | None = None
         self.metrics_auth = config.metrics_auth
         self.network_ceiling: tuple[str, ...] = tuple(config.api_network_ceiling)
+        self.oidc = config.oidc
         self.auth: Authenticator
         self.address: tuple[str, int] | None = None
         self.last_outcome: SyncOutcome | None = None

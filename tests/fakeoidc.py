@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
@@ -71,6 +72,23 @@ class FakeIssuer:
     faults: list[int] = field(default_factory=list)
     discovery_fetches: int = 0
     jwks_fetches: int = 0
+    #: the device flow (RFC 8628): device code -> {"user_code", "claims" once approved, "denied"}
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    token_polls: int = 0
+    slow_down: int = 0  # answer this many polls with slow_down first
+
+    def approve(self, user_code: str, **claims: Any) -> None:
+        """The user signs in and approves ``user_code`` (the token gets these claims)."""
+        for device in self.devices.values():
+            if device["user_code"] == user_code:
+                device["claims"] = claims
+                return
+        raise KeyError(user_code)
+
+    def deny(self, user_code: str) -> None:
+        for device in self.devices.values():
+            if device["user_code"] == user_code:
+                device["denied"] = True
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.as_dict(private=False) for key in self.keys]}
@@ -162,6 +180,7 @@ def _handler(state: FakeIssuer, prefix: str) -> type[BaseHTTPRequestHandler]:
                         "jwks_uri": f"{state.url}/keys",
                         "authorization_endpoint": f"{state.url}/auth",
                         "token_endpoint": f"{state.url}/token",
+                        "device_authorization_endpoint": f"{state.url}/device/code",
                         "response_types_supported": ["code"],
                         "subject_types_supported": ["public"],
                         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
@@ -183,6 +202,44 @@ def _handler(state: FakeIssuer, prefix: str) -> type[BaseHTTPRequestHandler]:
                 self._send(state.faults.pop(0), b'{"error": "injected"}')
                 return
             self._send(200, body, headers)
+
+        def do_POST(self) -> None:
+            path = self.path.removeprefix(prefix)
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            if path == "/device/code":
+                device_code = f"dc-{len(state.devices) + 1}"
+                user_code = f"WDJB-MJH{len(state.devices) + 1}"
+                state.devices[device_code] = {"user_code": user_code, "client": form["client_id"]}
+                answer = {
+                    "device_code": device_code,
+                    "user_code": user_code,
+                    "verification_uri": f"{state.url}/device",
+                    "verification_uri_complete": f"{state.url}/device?user_code={user_code}",
+                    "expires_in": 600,
+                    "interval": 5,
+                }
+                self._send(200, json.dumps(answer).encode())
+            elif path == "/token":
+                state.token_polls += 1
+                device = state.devices.get(form.get("device_code", ""))
+                if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code":
+                    self._send(400, b'{"error": "unsupported_grant_type"}')
+                elif device is None:
+                    self._send(400, b'{"error": "invalid_grant"}')
+                elif device.get("denied"):
+                    self._send(400, b'{"error": "access_denied"}')
+                elif state.slow_down > 0:
+                    state.slow_down -= 1
+                    self._send(400, b'{"error": "slow_down"}')
+                elif "claims" not in device:
+                    self._send(400, b'{"error": "authorization_pending"}')
+                else:
+                    token = state.mint({"aud": device["client"], **device["claims"]})
+                    answer = {"id_token": token, "access_token": "opaque", "token_type": "Bearer"}
+                    self._send(200, json.dumps(answer).encode())
+            else:
+                self._send(404, b'{"error": "not found"}')
 
     return Handler
 

@@ -125,6 +125,22 @@ def admin_routes(daemon: DaemonHandle) -> APIRouter:
         )
         return [audit_view(r) for r in rows]
 
+    @routes.get("/api/v1/auth/oidc", tags=["auth"], name="auth_oidc")
+    def oidc() -> Any:
+        """Which identity provider and client the CLI signs in with (open: a client needs it
+        before it has credentials); 404 when the daemon has no ``oidc`` configured."""
+        settings = daemon.oidc
+        if settings is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": "no OIDC provider is configured"}},
+                status_code=404,
+            )
+        return {
+            "issuer": settings.issuer,
+            "client_id": settings.client_id or settings.audience,
+            "scope": settings.cli_scope,
+        }
+
     @routes.get("/api/v1/whoami", tags=["auth"], name="auth_whoami", **anyone)
     def whoami(request: Request) -> dict[str, Any]:
         """Who the credentials say the caller is, and what it may do."""

@@ -37,6 +37,7 @@ from agentflowd.api.edge import BodyLimit
 from agentflowd.api.executions import executions_routes, webhook_trigger_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
 from agentflowd.auth.authenticate import Authenticator
+from agentflowd.auth.oidc import OidcSettings
 from agentflowd.auth.roles import Permission
 from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
@@ -73,6 +74,8 @@ class DaemonHandle(Protocol):
     metrics_auth: bool
     #: hosts a workflow deployed through the API may allow (api_network_ceiling)
     network_ceiling: tuple[str, ...]
+    #: the identity provider, if any (the CLI asks which one to sign in with)
+    oidc: OidcSettings | None
 
     @property
     def role(self) -> NodeRole:

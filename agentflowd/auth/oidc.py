@@ -102,6 +102,14 @@ class OidcSettings(BaseModel):
     default_role: Role | None = Field(
         default=None, description="Role of a valid token whose groups map to none."
     )
+    client_id: str | None = Field(
+        default=None,
+        description="The public client `agentflow auth login --oidc` signs in with (device "
+        "flow); default: the audience.",
+    )
+    cli_scope: str = Field(
+        default="openid email profile groups", description="Scopes the CLI asks for."
+    )
     subject_claim: str = Field(default="sub", min_length=1)
     name_claim: str | None = Field(default=None, description="Shown in the audit log: email...")
     algorithms: tuple[str, ...] = _ALGORITHMS

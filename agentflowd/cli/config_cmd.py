@@ -89,15 +89,20 @@ def config_get(key: Annotated[str | None, typer.Argument()] = None) -> None:
 @auth_app.command("login")
 def login(
     key: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--key",
             "--token",
-            prompt="API key or OIDC token",
-            hide_input=True,
-            help="An API key (afk_...) or an OIDC ID token (a JWT); asked when omitted.",
+            help="An API key (afk_...) or an OIDC token (a JWT); asked for when neither this "
+            "nor --oidc is given.",
         ),
-    ],
+    ] = None,
+    oidc: Annotated[
+        bool,
+        typer.Option(
+            "--oidc", help="Sign in with the daemon's identity provider (a URL and a code)."
+        ),
+    ] = False,
     server: Annotated[
         str | None,
         typer.Option("--server", "-s", envvar="AGENTFLOW_API_URL", help="agentflowd's API URL."),
@@ -108,16 +113,23 @@ def login(
 ) -> None:
     """Store credentials for the CLI (0600, never echoed), after checking them with the daemon.
 
-    An OIDC token comes from your identity provider's own tooling, e.g.
-    ``agentflow auth login --token "$(kubectl oidc-login get-token ... | jq -r .status.token)"``.
+    Examples: agentflow auth login (asks for a key); agentflow auth login --oidc (opens a
+    sign-in at the identity provider the daemon trusts: visit the URL, enter the code).
     """
     from agentflowd.client import AgentFlowClient, ServerUnavailable
-    from agentflowd.errors import AccessError
+    from agentflowd.errors import AccessError, AgentFlowError
 
-    token = key.strip()
     settings = read_settings()
+    url = server or os.environ.get("AGENTFLOW_API_URL") or settings.get("api.endpoint")
+    if oidc:
+        try:
+            token = _oidc_token(url)
+        except AgentFlowError as exc:
+            typer.echo(f"agentflow auth login: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    else:
+        token = (key or typer.prompt("API key or OIDC token", hide_input=True)).strip()
     if verify:
-        url = server or os.environ.get("AGENTFLOW_API_URL") or settings.get("api.endpoint")
         try:
             with AgentFlowClient(url, api_key=token) as client:
                 who = client.login()
@@ -132,6 +144,29 @@ def login(
     settings["api.key"] = token
     _write(settings)
     typer.echo(f"credentials stored in {config_path()}")
+
+
+def _oidc_token(url: str | None) -> str:
+    """The device flow against the provider the daemon at ``url`` names."""
+    import httpx
+
+    from agentflowd.cli.oidc_login import DeviceCode, device_login
+    from agentflowd.client import AgentFlowClient
+
+    with AgentFlowClient(url) as client:
+        provider = client.oidc_provider()
+
+    def show(code: DeviceCode) -> None:
+        where = code.verification_uri_complete or code.verification_uri
+        typer.echo(f"Open {where} and enter the code {code.user_code}", err=True)
+        typer.echo(
+            f"(waiting for the sign-in; the code is good for {code.expires_in:.0f} s)", err=True
+        )
+
+    with httpx.Client(timeout=10.0) as http:
+        return device_login(
+            provider["issuer"], provider["client_id"], scope=provider["scope"], http=http, show=show
+        )
 
 
 @auth_app.command("whoami")

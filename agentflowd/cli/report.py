@@ -105,9 +105,8 @@ def _triggers(wf: Workflow, now: datetime) -> list[str]:
     out = []
     for trig in wf.spec.triggers:
         if trig.webhook is not None:
-            secret = (
-                f" (HMAC secret {trig.webhook.secret_ref.name})" if trig.webhook.secret_ref else ""
-            )
+            hook = trig.webhook
+            secret = f" (HMAC secret {hook.secret_ref.name})" if hook.secret_ref else " (unsigned)"
             out.append(f"webhook {trig.webhook.method.value} {trig.webhook.path}{secret}")
         elif trig.schedule is not None:
             nxt = trig.schedule.compile().next_fire_times(now, 1)

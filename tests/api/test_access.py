@@ -19,12 +19,14 @@ from tests.api.test_api import Handle
 from tests.conftest import admin_token, bearer, commit, init_repo
 from tests.manifests import named
 
-#: Routes anyone may call: probes, metrics (unless metrics_auth), the git push webhook (HMAC).
+#: Routes anyone may call: probes, metrics (unless metrics_auth), the git push webhook (HMAC),
+#: the sign-in provider.
 PUBLIC = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("post", "/api/v1/git/webhook"),
+    ("get", "/api/v1/auth/oidc"),  # which provider to sign in with: asked before any credential
 }
 PARAMS = {"name": "a", "execution_id": "0" * 26, "revision_id": "1", "key": "nobody"}
 BODIES: dict[str, Any] = {
@@ -185,3 +187,25 @@ def test_each_mutation_and_each_refusal_leaves_one_audit_row(env):
         "ok",
         "denied",
     ]
+
+
+def test_every_mutating_route_leaves_exactly_one_row_naming_its_actor(env):
+    """Each POST/PUT/PATCH/DELETE of the document, called once by an admin: one new audit row,
+    its action the route's name, its actor the key, whatever the answer."""
+    client, handle = env
+    access = handle.store.access
+    mutating = [
+        (m, p, op) for m, p, op in operations(client) if m != "get" and (m, p) not in PUBLIC
+    ]
+    assert len(mutating) >= 12
+    actions = []
+    for method, path, _op in mutating:
+        before = {e.id for e in access.audit(limit=10_000)}
+        response = call(client, method, path, handle.token)
+        new = [e for e in access.audit(limit=10_000) if e.id not in before]
+        assert len(new) == 1, (method, path, response.status_code, new)
+        [row] = new
+        assert row.actor == "key:test-admin" and row.status == response.status_code
+        assert "." in row.action, (method, path, row.action)
+        actions.append(row.action)
+    assert len(set(actions)) == len(actions), actions  # each kind of mutation has its own name

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
 from agentflowd.auth.authenticate import Authenticator
+from agentflowd.auth.oidc import OidcSettings
 from agentflowd.engine import Engine, Journal
 from agentflowd.engine.triggers import TriggerTable
 from agentflowd.node import NodeRole, Readiness
@@ -50,6 +51,7 @@ class Handle:
         self.triggers = TriggerTable()
         self.auth = Authenticator(self.store.access, clock=lambda: datetime.now(UTC))
         self.metrics_auth = False
+        self.oidc: OidcSettings | None = None
         self.network_ceiling: tuple[str, ...] = ("*.example.com",)
         self.token = admin_token(self.store.access)
 

@@ -47,6 +47,7 @@ def env(tmp_path: Path) -> Iterator[tuple[TestClient, Handle, FakeIssuer]]:
         handle.auth = Authenticator(
             handle.store.access, clock=handle.reconciler.clock, oidc=verifier
         )
+        handle.oidc = settings
         with TestClient(create_app(handle)) as client:
             assert client.post("/api/v1/sync", headers=bearer(handle.token)).status_code == 200
             yield client, handle, issuer
@@ -88,3 +89,15 @@ def test_bad_tokens_get_401(env):
         response = client.get("/api/v1/workflows", headers=bearer(token))
         assert response.status_code == 401, (why, response.text)
         assert token not in response.text
+
+
+def test_the_cli_learns_the_provider_without_credentials(env):
+    client, handle, issuer = env
+    answer = client.get("/api/v1/auth/oidc")
+    assert answer.json() == {
+        "issuer": issuer.url,
+        "client_id": AUDIENCE,
+        "scope": "openid email profile groups",
+    }
+    handle.oidc = None
+    assert client.get("/api/v1/auth/oidc").status_code == 404

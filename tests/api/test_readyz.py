@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
+from agentflowd.auth.oidc import OidcSettings
 from agentflowd.engine.triggers import TriggerTable
 from agentflowd.errors import StoreUnavailable, TransientError
 from agentflowd.node import NodeRole, Readiness
@@ -41,7 +42,10 @@ class FakeDaemon:
         self.role = NodeRole.LEADER
         self.now = 0.0
         self.readiness = Readiness(self.store.ping, clock=lambda: self.now)
-        self.metrics_auth = False  # (probes and metrics are open: no key is needed here)
+        self.metrics_auth = False
+        self.oidc: OidcSettings | None = (
+            None  # (probes and metrics are open: no key is needed here)
+        )
         self.network_ceiling: tuple[str, ...] = ()
 
     def refresh_triggers(self) -> None:

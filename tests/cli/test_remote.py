@@ -123,3 +123,42 @@ def test_operator_actions_and_diff(server):
     assert out.startswith("commit ") and "skip-pinned" in out
     code, out, _ = cli("unpin", "a", "-o", "json", "--server", url)
     assert json.loads(out)["counts"]["update"] == 1
+
+
+def test_keys_audit_and_sign_in_from_the_cli(server, tmp_path, monkeypatch):
+    url, _ = server
+    code, out, err = cli(
+        "keys", "create", "ci-bot", "--role", "viewer", "--workflows", "team=cs", "-s", url
+    )
+    assert code == 0, err
+    token = out.strip()
+    assert token.startswith("afk_") and "only time" in err
+    code, out, _ = cli("keys", "list", "-o", "json", "-s", url)
+    [made] = [k for k in json.loads(out) if k["name"] == "ci-bot"]
+    assert made["role"] == "viewer" and made["workflows"] == "team=cs" and "token" not in made
+    # sign in as that key (stored in a CLI config of its own), and see what it may do
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("AGENTFLOW_API_KEY")
+    code, out, err = cli("auth", "login", "--key", token, "-s", url)
+    assert code == 0 and "signed in as key:ci-bot (viewer, limited to team=cs)" in out, err
+    assert token not in out
+    code, out, _ = cli("auth", "whoami", "-s", url)
+    assert "role: viewer" in out
+    code, _, err = cli("suspend", "a", "-s", url)
+    assert code == 1 and "needs deployer or above" in err
+    code, _, err = cli("auth", "login", "--key", token[:-2] + "xx", "-s", url)
+    assert code == 1 and "nothing stored" in err
+    monkeypatch.setenv("AGENTFLOW_API_KEY", ADMIN["Authorization"].removeprefix("Bearer "))
+    code, _, _ = cli("keys", "revoke", "ci-bot", "-s", url)
+    assert code == 0
+    code, out, _ = cli("audit", "--since", "1h", "--target", "ci-bot", "-o", "json", "-s", url)
+    rows = json.loads(out)
+    assert [(r["action"], r["result"]) for r in rows] == [
+        ("key.revoke", "ok"),
+        ("key.create", "ok"),
+    ]
+    code, out, _ = cli("audit", "--actor", "key:ci-bot", "-o", "json", "-s", url)
+    assert {(r["action"], r["status"]) for r in json.loads(out)} >= {
+        ("auth.login", 200),
+        ("workflow.suspend", 403),
+    }
