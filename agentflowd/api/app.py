@@ -34,7 +34,8 @@ from agentflowd.api.access import (
 from agentflowd.api.admin import admin_routes
 from agentflowd.api.deploy import deploy_routes
 from agentflowd.api.edge import BodyLimit
-from agentflowd.api.executions import executions_routes, webhook_trigger_routes
+from agentflowd.api.executions import executions_routes
+from agentflowd.api.triggers import webhook_trigger_routes
 from agentflowd.api.webhooks import PushEvent, WebhookError, parse_push
 from agentflowd.auth.authenticate import Authenticator
 from agentflowd.auth.oidc import OidcSettings

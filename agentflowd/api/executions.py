@@ -14,10 +14,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from agentflowd.api.access import Scope, guarded, principal_of, workflow_labels
-from agentflowd.api.edge import allowed_methods, method_not_allowed
 from agentflowd.auth.roles import Permission
 from agentflowd.engine import TERMINAL, EventRecord, ExecutionRecord, StepRecord
-from agentflowd.engine.triggers import ReplayGuard, WebhookRefusal, resolve_secret, verify_delivery
 from agentflowd.errors import NotFound
 
 if TYPE_CHECKING:
@@ -29,7 +27,7 @@ __all__ = [
     "execution_view",
     "executions_routes",
     "step_view",
-    "webhook_trigger_routes",
+    "unavailable",
 ]
 
 
@@ -90,7 +88,7 @@ def event_view(e: EventRecord) -> dict[str, Any]:
     }
 
 
-def _unavailable() -> JSONResponse:
+def unavailable() -> JSONResponse:
     return JSONResponse(
         {"error": {"code": "not_ready", "message": "the execution engine is not running"}},
         status_code=503,
@@ -116,7 +114,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     async def run(name: str, body: RunRequest | None = None) -> Any:
         """Start an execution of the workflow's applied version; 202 with the execution."""
         if daemon.engine is None:
-            return _unavailable()
+            return unavailable()
         record = await daemon.engine.run(name, body.input if body else None)
         view = execution_view(record)
         return JSONResponse(
@@ -133,7 +131,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     ) -> Any:
         """Executions, newest first (of the workflows a limited key selects)."""
         if daemon.journal is None:
-            return _unavailable()
+            return unavailable()
         limit = max(1, min(limit, 500))
         principal = principal_of(request)
         if not principal.limited:
@@ -161,7 +159,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     async def get_execution(execution_id: str) -> Any:
         """One execution with its steps and LLM cost."""
         if daemon.journal is None:
-            return _unavailable()
+            return unavailable()
         record = await db(daemon.journal.execution, execution_id)
         steps = await db(daemon.journal.steps, execution_id)
         costs = await db(daemon.store.llm_costs, by="agent", execution=execution_id)
@@ -181,7 +179,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
     async def cancel(execution_id: str) -> Any:
         """Stop scheduling an execution; running steps end within their timeout."""
         if daemon.engine is None:
-            return _unavailable()
+            return unavailable()
         try:
             return execution_view(await daemon.engine.cancel(execution_id))
         except NotFound:
@@ -203,7 +201,7 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
         """The execution's history from ``seq > after``: JSON, or Server-Sent Events with
         ``follow=true`` (or ``Accept: text/event-stream``) until the execution has finished."""
         if daemon.journal is None or daemon.engine is None:
-            return _unavailable()
+            return unavailable()
         journal, engine = daemon.journal, daemon.engine
         await db(journal.execution, execution_id)  # 404 before streaming
         wants_stream = follow or "text/event-stream" in request.headers.get("accept", "")
@@ -245,91 +243,6 @@ def executions_routes(daemon: DaemonHandle) -> APIRouter:
             stream(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    return routes
-
-
-def webhook_trigger_routes(daemon: DaemonHandle) -> APIRouter:
-    """Webhook triggers at the paths the workflows declare (matched after every API route).
-
-    The body arrives within the edge's limits (:mod:`agentflowd.api.edge`); whether it may start
-    an execution, and under which trigger key, is :func:`verify_delivery`'s decision. A
-    delivery already accepted (the same signature, or the same delivery id) answers 409 and
-    starts nothing. A path of the API with another method answers 405 with ``Allow``."""
-    routes = APIRouter(tags=["triggers"])
-    guard = ReplayGuard(clock=lambda: daemon.reconciler.clock())
-
-    def _refused(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-        error = {"code": code, "message": message, **extra}
-        return JSONResponse({"error": error}, status_code=status)
-
-    @routes.api_route(
-        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
-    )
-    async def trigger(request: Request, path: str) -> Any:
-        route = daemon.triggers.webhooks.get((request.method, "/" + path))
-        if route is None:
-            allowed = allowed_methods(request.app, request.scope, besides=routes)
-            if allowed:
-                return method_not_allowed(request.method, allowed)
-            return _refused(404, "not_found", f"no route {request.method} /{path}")
-        if daemon.engine is None:
-            return _unavailable()
-        engine = daemon.engine
-        body = await request.body()  # at most the edge's limit
-        secret = None
-        if route.secret is not None:
-            secret = resolve_secret(route.secret)
-            if secret is None:
-                return _refused(503, "not_ready", f"the secret {route.secret!r} is not configured")
-        verdict = verify_delivery(
-            route, secret, body, request.headers, now=daemon.reconciler.clock()
-        )
-        if isinstance(verdict, WebhookRefusal):
-            return _refused(verdict.status, verdict.code, verdict.message)
-        try:
-            payload: Any = json.loads(body) if body else None
-        except RecursionError:
-            return _refused(400, "bad_request", "the body is nested too deeply")
-        except ValueError:
-            payload = {"body": body.decode("utf-8", "replace")}
-        key = verdict.key
-        if key is not None:
-            prior = guard.claim(key, verdict.until)
-            if prior is None:
-                # not seen lately by this node: the database knows every delivery ever started
-                try:
-                    found = await asyncio.get_running_loop().run_in_executor(
-                        None, engine.log.by_trigger_key, key
-                    )
-                except BaseException:
-                    guard.release(key)
-                    raise
-                if found is not None:
-                    guard.settle(key, found.id)
-                    prior = found.id
-            if prior is not None:
-                return _refused(
-                    409,
-                    "duplicate_delivery",
-                    "this delivery was accepted before"
-                    + (f" (execution {prior})" if prior else "")
-                    + "; it starts nothing again",
-                    **({"execution": prior} if prior else {}),
-                )
-        try:
-            record = await engine.run(route.workflow, payload, trigger="webhook", key=key)
-        except BaseException:
-            if key is not None:
-                guard.release(key)
-            raise
-        if key is not None:
-            guard.settle(key, record.id)
-        return JSONResponse(
-            {"execution": record.id, "state": record.state, "workflow": route.workflow},
-            status_code=202,
-            headers={"Location": f"/api/v1/executions/{record.id}"},
         )
 
     return routes

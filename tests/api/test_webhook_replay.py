@@ -14,17 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
-from agentflowd.engine.triggers import (
+from agentflowd.engine.deliveries import (
     REPLAY_WINDOW,
     ReplayGuard,
     SignatureForm,
-    TriggerTable,
     WebhookDelivery,
     WebhookRefusal,
-    WebhookRoute,
     timestamped_signature,
     verify_delivery,
 )
+from agentflowd.engine.triggers import TriggerTable, WebhookRoute
 from agentflowd.manifest import Severity, load_sources
 from agentflowd.manifest.load import SourceFile
 from tests.api.test_api import Handle

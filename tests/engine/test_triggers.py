@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentflowd.engine.triggers import (
-    ScheduleEntry,
-    Scheduler,
-    TriggerIndex,
-    TriggerTable,
-    resolve_secret,
-    signature_ok,
-)
+from agentflowd.engine.deliveries import resolve_secret, signature_ok
+from agentflowd.engine.triggers import ScheduleEntry, Scheduler, TriggerIndex, TriggerTable
 from agentflowd.manifest import canonical_dict, load_sources, spec_hash
 from agentflowd.manifest.cron import CronSchedule, normalize_cron, parse_cron
 from agentflowd.manifest.load import SourceFile
