@@ -99,6 +99,11 @@ class AgentFlowClient:
         result: dict[str, Any] = self._call("GET", "/api/v1/auth/oidc")
         return result
 
+    def settings(self) -> dict[str, Any]:
+        """The daemon's running configuration, secrets masked (admin)."""
+        result: dict[str, Any] = self._call("GET", "/api/v1/settings")
+        return result
+
     def whoami(self) -> dict[str, Any]:
         """Who the credentials say the caller is: actor, role, workflows it is limited to."""
         result: dict[str, Any] = self._call("GET", "/api/v1/whoami")

@@ -182,6 +182,16 @@ class DaemonConfig(BaseModel):
             raise ValueError(f"{value!r} is not HOST:PORT")
         return value
 
+    def public_view(self) -> dict[str, Any]:
+        """The settings as an admin may read them (``GET /api/v1/settings``): secrets are only
+        ever named here (files, variables), but a password in the database URL is masked, and
+        any value under a key that reads like a secret is too."""
+        view = self.model_dump(mode="json")
+        if view.get("database"):
+            view["database"] = _mask_url(view["database"])
+        masked: dict[str, Any] = _masked(view)
+        return masked
+
     @property
     def database_url(self) -> str:
         """The database to open (SQLite in the state directory unless told otherwise)."""
@@ -202,6 +212,33 @@ class DaemonConfig(BaseModel):
         """The poll interval in seconds."""
         value = self.poll_interval
         return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+_SECRETISH = ("secret", "token", "password", "apikey", "api_key")
+_NAMES_A_SECRET = ("file", "env", "ref")  # a key that says where a secret is, not the secret
+
+
+def _masked(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, key) for v in value]
+    lowered = key.lower().replace("-", "_")
+    if (
+        isinstance(value, str)
+        and any(s in lowered for s in _SECRETISH)
+        and not lowered.endswith(_NAMES_A_SECRET)
+    ):
+        return "***"
+    return value
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:

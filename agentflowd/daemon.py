@@ -142,6 +142,10 @@ class Daemon:
         """Leader (reconciles, schedules, posts statuses) or follower (API and steps)."""
         return self.membership.role if self.membership is not None else NodeRole.FOLLOWER
 
+    def settings(self) -> dict[str, Any]:
+        """The running configuration as an admin may read it (secrets masked)."""
+        return self.config.public_view()
+
     def run_git(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run ``fn`` on the git thread; with several nodes, under the cluster's reconcile
         lock (a pass, a sync or a rollback asked of any node never overlaps another's)."""

@@ -125,6 +125,12 @@ def admin_routes(daemon: DaemonHandle) -> APIRouter:
         )
         return [audit_view(r) for r in rows]
 
+    @routes.get("/api/v1/settings", tags=["settings"], name="settings.read", **admin)
+    def settings() -> dict[str, Any]:
+        """The daemon's running configuration (passwords and secret values masked; secrets are
+        only ever named in it, by file or variable)."""
+        return daemon.settings()
+
     @routes.get("/api/v1/auth/oidc", tags=["auth"], name="auth_oidc")
     def oidc() -> Any:
         """Which identity provider and client the CLI signs in with (open: a client needs it

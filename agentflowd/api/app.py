@@ -78,6 +78,10 @@ class DaemonHandle(Protocol):
     #: the identity provider, if any (the CLI asks which one to sign in with)
     oidc: OidcSettings | None
 
+    def settings(self) -> dict[str, Any]:
+        """The daemon's settings as an admin may read them (secrets masked)."""
+        ...
+
     @property
     def role(self) -> NodeRole:
         """This node's role in a fleet (``/readyz`` reports it)."""

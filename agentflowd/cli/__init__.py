@@ -42,6 +42,7 @@ app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(config_cmd.auth_app, name="auth")
 app.add_typer(access_cmd.keys_app, name="keys")
 app.command("audit")(access_cmd.audit)
+app.command("settings")(access_cmd.settings)
 app.command("live-view")(live_cmd.live_view)
 
 

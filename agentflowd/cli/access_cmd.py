@@ -12,7 +12,7 @@ import typer
 from agentflowd.cli.output import Column, Output, api_errors, emit
 from agentflowd.cli.remote import OutputOpt, Server, _client
 
-__all__ = ["audit", "keys_app"]
+__all__ = ["audit", "keys_app", "settings"]
 
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
 
@@ -114,3 +114,12 @@ def audit(
     with api_errors("audit"), _client(server) as client:
         rows = client.audit(since=_since(since), limit=limit, **params)
     emit(rows, output, AUDIT_COLUMNS)
+
+
+def settings(
+    server: Server = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="yaml or json.")] = Output.YAML,
+) -> None:
+    """The daemon's running configuration (admin; secrets masked)."""
+    with api_errors("settings"), _client(server) as client:
+        emit(client.settings(), Output.JSON if output is Output.JSON else Output.YAML)

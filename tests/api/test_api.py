@@ -55,6 +55,12 @@ class Handle:
         self.network_ceiling: tuple[str, ...] = ("*.example.com",)
         self.token = admin_token(self.store.access)
 
+    def settings(self) -> dict[str, Any]:
+        from agentflowd.config import DaemonConfig
+
+        database = "postgresql://agentflow:hunter2@db.internal/agentflow"
+        return DaemonConfig(repo="/srv/repo", database=database).public_view()
+
     def refresh_triggers(self) -> None:
         pass
 
@@ -310,3 +316,24 @@ def test_a_workflow_deployed_through_the_api_cannot_open_the_network_past_the_ce
         assert error["code"] == "network_ceiling" and "*.example.com" in error["message"]
     # the refused deploys changed nothing
     assert client.get("/api/v1/workflows/from-api").json()["generation"] == 1
+
+
+def test_an_admin_reads_the_settings_with_secrets_masked(env):
+    client, _handle, _repo = env
+    settings = client.get("/api/v1/settings").json()
+    assert settings["repo"] == "/srv/repo" and settings["lease"] == "10s"
+    assert settings["database"] == "postgresql://agentflow:***@db.internal/agentflow"
+    assert "hunter2" not in json.dumps(settings)
+
+
+def test_metrics_can_ask_for_credentials(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    init_repo(repo)
+    handle = Handle(repo, tmp_path / "state")
+    handle.metrics_auth = True
+    with TestClient(create_app(handle)) as client:
+        assert client.get("/metrics").status_code == 401
+        response = client.get("/metrics", headers=bearer(handle.token))
+        assert response.status_code == 200 and "agentflow_" in response.text
+    handle.pool.shutdown()

@@ -4,6 +4,7 @@ database does not answer, 200 otherwise; the role in both; ``/healthz`` stays 20
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,6 +48,12 @@ class FakeDaemon:
             None  # (probes and metrics are open: no key is needed here)
         )
         self.network_ceiling: tuple[str, ...] = ()
+
+    def settings(self) -> dict[str, Any]:
+        from agentflowd.config import DaemonConfig
+
+        database = "postgresql://agentflow:hunter2@db.internal/agentflow"
+        return DaemonConfig(repo="/srv/repo", database=database).public_view()
 
     def refresh_triggers(self) -> None:
         pass

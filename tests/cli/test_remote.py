@@ -157,6 +157,8 @@ def test_keys_audit_and_sign_in_from_the_cli(server, tmp_path, monkeypatch):
         ("key.revoke", "ok"),
         ("key.create", "ok"),
     ]
+    code, out, _ = cli("settings", "-o", "json", "-s", url)
+    assert code == 0 and json.loads(out)["lease"] == "10s"
     code, out, _ = cli("audit", "--actor", "key:ci-bot", "-o", "json", "-s", url)
     assert {(r["action"], r["status"]) for r in json.loads(out)} >= {
         ("auth.login", 200),

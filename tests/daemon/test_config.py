@@ -100,3 +100,26 @@ def test_the_router_section_is_checked_at_load(tmp_path):
     bad.write_text("repo: /srv/r\nrouter:\n  providers:\n    x: {kind: azure}\n", encoding="utf-8")
     with pytest.raises(UsageError, match=r"bad.yaml: router: .*router.providers.x.kind"):
         load_config(file=bad, environ={})
+
+
+def test_the_public_view_masks_secret_values_but_not_where_secrets_are():
+    from agentflowd.config import DaemonConfig
+
+    config = DaemonConfig(
+        repo="/srv/repo",
+        database="postgresql://agentflow:hunter2@db/agentflow",
+        webhook_secret_file="/run/credentials/agentflowd/webhook",
+        statuses=[
+            {
+                "forge": "github",
+                "url": "https://api.github.com",
+                "repo": "o/r",
+                "token_env": "GH_TOKEN",
+            }
+        ],
+    )
+    view = config.public_view()
+    assert view["database"] == "postgresql://agentflow:***@db/agentflow"
+    assert view["webhook_secret_file"] == "/run/credentials/agentflowd/webhook"
+    assert view["statuses"][0]["token_env"] == "GH_TOKEN"
+    assert "hunter2" not in str(view)
