@@ -102,6 +102,15 @@ def _install():
     time.sleep = _spin_sleep
 
 
+_SIZE_OVERFLOWS = frozenset(
+    {
+        "cannot fit 'int' into an index-sized integer",
+        "repeated string is too long",
+        "repeated bytes are too long",
+    }
+)
+
+
 def _call(entry, input_json):
     """Run an agent's ``run(input)``: JSON in and out, every failure as ``Err`` with its text."""
     if not callable(entry):
@@ -112,5 +121,14 @@ def _call(entry, input_json):
         raise
     except MemoryError:
         raise Err("MemoryError: the agent ran out of memory") from None
+    except OverflowError as exc:
+        # a size past what a 32-bit guest can address (2 GiB and up) never reaches malloc:
+        # CPython refuses it as an OverflowError. It is beyond every memory limit all the same.
+        if str(exc) not in _SIZE_OVERFLOWS:
+            raise Err(traceback.format_exc(limit=8)) from None
+        raise Err(
+            "MemoryError: the agent ran out of memory (one allocation of 2 GiB or more, "
+            f"past what the sandbox can address: {exc})"
+        ) from None
     except BaseException:
         raise Err(traceback.format_exc(limit=8)) from None

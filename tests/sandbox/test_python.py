@@ -90,6 +90,32 @@ def test_memory_hog(runtime):
     assert report.outcome.kind is OutcomeKind.MEMORY_LIMIT
 
 
+@pytest.mark.parametrize(
+    "allocation",
+    [
+        "bytearray(2 * 1024**3)",
+        "' ' * 2**31",
+        "b'x' * 2**32",
+        "bytes(1_500_000_000)",
+        "[0] * 2**30",
+    ],
+)
+def test_a_single_huge_allocation_is_memory_limit(runtime, allocation):
+    """Whether malloc refuses it or CPython refuses its size first (2 GiB and up in a 32-bit
+    guest: an OverflowError), an allocation past the limit ends memory-limit."""
+    report = run(
+        runtime, f"def run(input):\n    return len({allocation})\n", memory_bytes=64 * 2**20
+    )
+    assert report.outcome.kind is OutcomeKind.MEMORY_LIMIT, report.outcome
+    assert report.outcome.message().startswith("memory-limit: MemoryError: the agent ran out")
+
+
+def test_an_overflow_that_is_no_allocation_stays_an_agent_error(runtime):
+    report = run(runtime, "import math\ndef run(input):\n    return math.exp(1000)\n")
+    assert report.outcome.kind is OutcomeKind.AGENT_ERROR
+    assert "OverflowError: math range error" in report.outcome.detail
+
+
 def test_an_infinite_loop_ends_as_timeout(runtime):
     # 100 cores of fuel outlast the test: only the deadline ends the loop. How soon after the
     # deadline is measured by bench/sandbox.py ("Python agent in an infinite loop").
