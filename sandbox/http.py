@@ -35,7 +35,14 @@ import httpx
 
 from sandbox.context import HostCallError, NetworkDenied
 
-__all__ = ["HttpPolicy", "NetworkDenied", "host_allowed", "make_http_fetch", "system_resolver"]
+__all__ = [
+    "HttpPolicy",
+    "NetworkDenied",
+    "host_allowed",
+    "make_http_fetch",
+    "split_host_pattern",
+    "system_resolver",
+]
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -50,7 +57,9 @@ class HttpPolicy:
     timeout_seconds: float = 30.0
 
 
-def _split_pattern(pattern: str) -> tuple[str, int | None]:
+def split_host_pattern(pattern: str) -> tuple[str, int | None]:
+    """``host[:port]`` (``[v6]:port`` too) of an allowlist entry: the host lowercased, the port or
+    None for any."""
     pattern = pattern.lower()
     if pattern.startswith("["):
         host, _, rest = pattern[1:].partition("]")
@@ -64,7 +73,7 @@ def host_allowed(host: str, port: int, allow: Sequence[str]) -> bool:
     """Whether ``host:port`` matches an allowlist entry (names case-insensitively)."""
     host = host.lower().rstrip(".")
     for pattern in allow:
-        want_host, want_port = _split_pattern(pattern)
+        want_host, want_port = split_host_pattern(pattern)
         if want_port is not None and want_port != port:
             continue
         if want_host.startswith("*."):
@@ -79,7 +88,7 @@ def _literal_ips(allow: Sequence[str]) -> set[tuple[str, int | None]]:
     """(IP, port or None for any) of every IP literal in the allowlist."""
     out = set()
     for pattern in allow:
-        host, port = _split_pattern(pattern)
+        host, port = split_host_pattern(pattern)
         try:
             out.add((str(ipaddress.ip_address(host)), port))
         except ValueError:

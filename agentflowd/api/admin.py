@@ -19,7 +19,7 @@ from agentflowd.auth import keys
 from agentflowd.auth.keys import key_view
 from agentflowd.auth.roles import Permission, Role
 from agentflowd.errors import UsageError
-from agentflowd.store.access import AuditEntry
+from agentflowd.store.access import AuditEntry, AuditQuery
 
 if TYPE_CHECKING:
     from agentflowd.api.app import DaemonHandle
@@ -114,13 +114,15 @@ def admin_routes(daemon: DaemonHandle) -> APIRouter:
                 raise UsageError(f"{name}: give a time zone (e.g. Z)")
         rows = await anyio.to_thread.run_sync(
             lambda: daemon.store.access.audit(
-                since=since,
-                until=until,
-                actor=actor,
-                action=action,
-                target=target,
-                limit=limit,
-                before_id=before,
+                AuditQuery(
+                    since=since,
+                    until=until,
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    limit=limit,
+                    before_id=before,
+                )
             )
         )
         return [audit_view(r) for r in rows]

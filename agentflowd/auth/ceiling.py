@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from sandbox.http import split_host_pattern
+
 __all__ = ["beyond", "within"]
 
 
-def _split(pattern: str) -> tuple[str, int | None]:
-    pattern = pattern.lower().rstrip(".")
-    if pattern.startswith("["):
-        host, _, rest = pattern[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = pattern.partition(":")
-    return host, int(port) if port.isdigit() else None
+def _split_host(pattern: str) -> tuple[str, int | None]:
+    host, port = split_host_pattern(pattern)
+    return host.rstrip("."), port
 
 
 def _host_within(host: str, ceiling: str) -> bool:
@@ -42,9 +39,9 @@ def _host_within(host: str, ceiling: str) -> bool:
 
 def within(pattern: str, ceiling: Sequence[str]) -> bool:
     """Whether every host:port ``pattern`` admits, some entry of ``ceiling`` admits."""
-    host, port = _split(pattern)
+    host, port = _split_host(pattern)
     for entry in ceiling:
-        top_host, top_port = _split(entry)
+        top_host, top_port = _split_host(entry)
         if top_port is not None and top_port != port:
             continue  # (a pattern without a port admits every port: only a portless top covers it)
         if _host_within(host, top_host):

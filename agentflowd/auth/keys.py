@@ -56,8 +56,10 @@ def mint(
 ) -> tuple[str, ApiKey]:
     """A new token and the record to store (the token is not in it)."""
     token = new_token()
+    key_id = key_id_of(token)
+    assert key_id is not None  # (new_token makes well-formed tokens)
     record = ApiKey(
-        id=token[len(PREFIX) : len(PREFIX) + 12],
+        id=key_id,
         name=name,
         role=role.value,
         selector=selector.text if selector and selector.requirements else None,

@@ -190,23 +190,27 @@ class Reconciler:
 
     def _audit(self, the_plan: Plan, snapshot: GitSnapshot) -> None:
         """One audit row per workflow the commit created, changed or deleted, attributed to
-        the commit and its author."""
+        the commit and its author (all of a pass's rows in one transaction)."""
         now = self.clock()
-        for change in the_plan.changes:
-            if change.action not in _AUDITED:
-                continue
-            desired = change.desired
-            self.store.access.append_audit(
+        actor = f"git:{snapshot.author}" if snapshot.author else "git"
+        self.store.access.append_audit(
+            *(
                 AuditEntry(
                     at=now,
-                    actor=f"git:{snapshot.author}" if snapshot.author else "git",
+                    actor=actor,
                     action=f"workflow.{change.action.value}",
                     target=change.name,
                     result="ok",
                     source="git",
-                    detail={"commit": snapshot.commit, "file": desired.file if desired else None},
+                    detail={
+                        "commit": snapshot.commit,
+                        "file": change.desired.file if change.desired else None,
+                    },
                 )
+                for change in the_plan.changes
+                if change.action in _AUDITED
             )
+        )
 
     def preview(self, revision: str) -> tuple[str, IntakeResult, Plan]:
         """What applying ``revision`` (any ref or sha) would change, without changing it."""

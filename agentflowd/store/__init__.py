@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from agentflowd.store.access import AccessStore, ApiKey, AuditEntry
+from agentflowd.store.access import AccessStore, ApiKey, AuditEntry, AuditQuery
 from agentflowd.store.base import HISTORY_LIMIT, LEDGER_GROUPS, Store
 from agentflowd.store.memory import MemoryStore
 from agentflowd.store.records import (
@@ -31,6 +31,7 @@ __all__ = [
     "AgentImage",
     "ApiKey",
     "AuditEntry",
+    "AuditQuery",
     "HISTORY_LIMIT",
     "HistoryAction",
     "HistoryEntry",

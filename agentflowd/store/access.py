@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["AccessStore", "ApiKey", "AuditEntry"]
+__all__ = ["AccessStore", "ApiKey", "AuditEntry", "AuditQuery"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +55,31 @@ class AuditEntry:
     id: int | None = None  # set by the store
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditQuery:
+    """Which audit rows to read: every filter given must hold; newest first, ``limit`` of them,
+    from before row ``before_id`` when paging back."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    limit: int = 100
+    before_id: int | None = None
+
+    def matches(self, entry: AuditEntry) -> bool:
+        """Whether ``entry`` passes the filters (``limit`` aside)."""
+        return (
+            (self.since is None or entry.at >= self.since)
+            and (self.until is None or entry.at < self.until)
+            and (self.actor is None or entry.actor == self.actor)
+            and (self.action is None or entry.action == self.action)
+            and (self.target is None or entry.target == self.target)
+            and (self.before_id is None or (entry.id or 0) < self.before_id)
+        )
+
+
 class AccessStore(Protocol):
     """Keys and the audit log; every method is one transaction."""
 
@@ -80,22 +105,12 @@ class AccessStore(Protocol):
         """Record that the key was used at ``now``."""
         ...
 
-    def append_audit(self, entry: AuditEntry) -> int:
-        """Append an audit row; returns its id."""
+    def append_audit(self, *entries: AuditEntry) -> list[int]:
+        """Append audit rows, in one transaction; returns their ids."""
         ...
 
-    def audit(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[AuditEntry]:
-        """Audit rows, newest first; ``before_id`` pages back from a row."""
+    def audit(self, query: AuditQuery | None = None) -> list[AuditEntry]:
+        """Audit rows, newest first (all filters of ``query``; None: the newest 100)."""
         ...
 
     def prune_audit(self, *, before: datetime) -> int:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from agentflowd.errors import ConflictError, KeyNotFound
-from agentflowd.store.access import ApiKey, AuditEntry
+from agentflowd.store.access import ApiKey, AuditEntry, AuditQuery
 
 __all__ = ["MemoryAccess"]
 
@@ -55,35 +55,21 @@ class MemoryAccess:
             if key_id in self._keys:
                 self._keys[key_id] = replace(self._keys[key_id], last_used_at=now)
 
-    def append_audit(self, entry: AuditEntry) -> int:
+    def append_audit(self, *entries: AuditEntry) -> list[int]:
+        if not entries:
+            return []
         with self._lock:
-            new_id = len(self._audit) + 1
-            self._audit.append(replace(entry, id=new_id, detail=copy.deepcopy(entry.detail)))
-            return new_id
+            ids = []
+            for entry in entries:
+                ids.append(len(self._audit) + 1)
+                self._audit.append(replace(entry, id=ids[-1], detail=copy.deepcopy(entry.detail)))
+            return ids
 
-    def audit(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[AuditEntry]:
+    def audit(self, query: AuditQuery | None = None) -> list[AuditEntry]:
+        query = query or AuditQuery()
         with self._lock:
-            rows = [
-                e
-                for e in reversed(self._audit)
-                if (since is None or e.at >= since)
-                and (until is None or e.at < until)
-                and (actor is None or e.actor == actor)
-                and (action is None or e.action == action)
-                and (target is None or e.target == target)
-                and (before_id is None or (e.id or 0) < before_id)
-            ]
-            return copy.deepcopy(rows[:limit])
+            rows = [e for e in reversed(self._audit) if query.matches(e)]
+            return copy.deepcopy(rows[: query.limit])
 
     def prune_audit(self, *, before: datetime) -> int:
         with self._lock:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from agentflowd.errors import ConflictError, KeyNotFound
-from agentflowd.store.access import ApiKey, AuditEntry
+from agentflowd.store.access import ApiKey, AuditEntry, AuditQuery
 from agentflowd.store.tables import api_keys, audit_log
 
 __all__ = ["SqlAccess"]
@@ -47,6 +47,20 @@ def _entry(row: RowMapping) -> AuditEntry:
         source=row["source"],
         detail=row["detail"] or {},
     )
+
+
+def _audit_values(entry: AuditEntry) -> dict[str, Any]:
+    """A row's columns, cut to their widths."""
+    return {
+        "at": entry.at,
+        "actor": entry.actor[:200],
+        "action": entry.action[:64],
+        "target": entry.target[:200] if entry.target else None,
+        "result": entry.result[:32],
+        "status": entry.status,
+        "source": entry.source[:100] if entry.source else None,
+        "detail": entry.detail or None,
+    }
 
 
 class SqlAccess:
@@ -113,47 +127,36 @@ class SqlAccess:
         with self._tx() as conn:
             conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))
 
-    def append_audit(self, entry: AuditEntry) -> int:
-        values: dict[str, Any] = {
-            "at": entry.at,
-            "actor": entry.actor[:200],
-            "action": entry.action[:64],
-            "target": entry.target[:200] if entry.target else None,
-            "result": entry.result[:32],
-            "status": entry.status,
-            "source": entry.source[:100] if entry.source else None,
-            "detail": entry.detail or None,
-        }
+    def append_audit(self, *entries: AuditEntry) -> list[int]:
+        if not entries:
+            return []
         with self._tx() as conn:
-            new_id: int = conn.execute(
-                audit_log.insert().values(**values).returning(audit_log.c.id)
-            ).scalar_one()
-        return new_id
+            return [
+                conn.execute(
+                    audit_log.insert().values(**_audit_values(e)).returning(audit_log.c.id)
+                ).scalar_one()
+                for e in entries
+            ]
 
-    def audit(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[AuditEntry]:
+    def audit(self, query: AuditQuery | None = None) -> list[AuditEntry]:
+        query = query or AuditQuery()
         c = audit_log.c
-        query = sa.select(audit_log).order_by(c.id.desc()).limit(limit)
-        for column, value in ((c.actor, actor), (c.action, action), (c.target, target)):
+        select = sa.select(audit_log).order_by(c.id.desc()).limit(query.limit)
+        for column, value in (
+            (c.actor, query.actor),
+            (c.action, query.action),
+            (c.target, query.target),
+        ):
             if value is not None:
-                query = query.where(column == value)
-        if since is not None:
-            query = query.where(c.at >= since)
-        if until is not None:
-            query = query.where(c.at < until)
-        if before_id is not None:
-            query = query.where(c.id < before_id)
+                select = select.where(column == value)
+        if query.since is not None:
+            select = select.where(c.at >= query.since)
+        if query.until is not None:
+            select = select.where(c.at < query.until)
+        if query.before_id is not None:
+            select = select.where(c.id < query.before_id)
         with self.engine.connect() as conn:
-            return [_entry(r) for r in conn.execute(query).mappings()]
+            return [_entry(r) for r in conn.execute(select).mappings()]
 
     def prune_audit(self, *, before: datetime) -> int:
         with self._tx() as conn:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from agentflowd.api.app import create_app
 from agentflowd.auth.roles import Role
+from agentflowd.store import AuditQuery
 from tests.api.test_api import Handle
 from tests.conftest import admin_token, bearer, commit, init_repo
 from tests.manifests import named
@@ -152,7 +153,7 @@ def test_a_key_limited_by_a_selector_touches_only_its_workflows(env):
 def test_each_mutation_and_each_refusal_leaves_one_audit_row(env):
     client, handle = env
     access = handle.store.access
-    before = {e.id for e in access.audit(limit=1000)}
+    before = {e.id for e in access.audit(AuditQuery(limit=1000))}
     viewer = admin_token(access, name="watcher", role="viewer")
     admin = bearer(handle.token)
     steps = [
@@ -168,7 +169,7 @@ def test_each_mutation_and_each_refusal_leaves_one_audit_row(env):
     for method, path, headers, *_ in steps:
         client.request(method, path, headers=headers)
     client.get("/api/v1/workflows", headers=admin)  # a read: not audited
-    rows = [e for e in reversed(access.audit(limit=1000)) if e.id not in before]
+    rows = [e for e in reversed(access.audit(AuditQuery(limit=1000))) if e.id not in before]
     got = [(r.action, r.target, r.status, r.actor) for r in rows]
     actors = {"admin": "key:test-admin", "viewer": "key:watcher", "none": "anonymous"}
     expected = []
@@ -200,9 +201,9 @@ def test_every_mutating_route_leaves_exactly_one_row_naming_its_actor(env):
     assert len(mutating) >= 12
     actions = []
     for method, path, _op in mutating:
-        before = {e.id for e in access.audit(limit=10_000)}
+        before = {e.id for e in access.audit(AuditQuery(limit=10_000))}
         response = call(client, method, path, handle.token)
-        new = [e for e in access.audit(limit=10_000) if e.id not in before]
+        new = [e for e in access.audit(AuditQuery(limit=10_000)) if e.id not in before]
         assert len(new) == 1, (method, path, response.status_code, new)
         [row] = new
         assert row.actor == "key:test-admin" and row.status == response.status_code

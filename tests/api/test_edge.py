@@ -405,7 +405,6 @@ def _stream(total: int, chunk: bytes) -> Iterator[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_two_concurrent_300_mb_bodies_leave_the_daemon_memory_flat(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from agentflowd.api.app import create_app
 from agentflowd.auth.authenticate import Authenticator
 from agentflowd.auth.oidc import OidcSettings, OidcVerifier
+from agentflowd.store import AuditQuery
 from tests.api.test_api import Handle
 from tests.conftest import bearer, commit, init_repo
 from tests.fakeoidc import (
@@ -61,7 +62,7 @@ def test_a_good_token_gets_its_role(env):
     assert client.get("/api/v1/workflows", headers=support).status_code == 200
     assert client.post("/api/v1/workflows/a/suspend", headers=support).status_code == 403
     assert client.post("/api/v1/workflows/a/suspend", headers=sre).status_code == 200
-    rows = handle.store.access.audit(limit=2)
+    rows = handle.store.access.audit(AuditQuery(limit=2))
     assert [(r.actor, r.action, r.status) for r in rows] == [
         ("oidc:ann@example.com", "workflow.suspend", 200),
         ("oidc:bob@example.com", "workflow.suspend", 403),

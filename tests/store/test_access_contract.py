@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agentflowd.errors import ConflictError, KeyNotFound
-from agentflowd.store import ApiKey, AuditEntry, Store
+from agentflowd.store import ApiKey, AuditEntry, AuditQuery, Store
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ def entry(n: int, **kw) -> AuditEntry:
 
 def test_the_audit_log_appends_and_filters(store: Store):
     audit = store.access
-    ids = [audit.append_audit(entry(n)) for n in range(5)]
+    ids = [id_ for n in range(5) for id_ in audit.append_audit(entry(n))]
     assert ids == sorted(ids) and len(set(ids)) == 5
     audit.append_audit(entry(5, actor="oidc:alice", action="key.create", result="denied"))
     rows = audit.audit()
@@ -85,13 +85,25 @@ def test_the_audit_log_appends_and_filters(store: Store):
     assert rows[0] == replace(
         entry(5, actor="oidc:alice", action="key.create", result="denied"), id=rows[0].id
     )
-    assert [r.target for r in audit.audit(actor="oidc:alice")] == ["wf5"]
-    assert [r.target for r in audit.audit(action="workflow.suspend", limit=2)] == ["wf4", "wf3"]
-    assert [r.target for r in audit.audit(target="wf2")] == ["wf2"]
-    since = audit.audit(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
+    assert [r.target for r in audit.audit(AuditQuery(actor="oidc:alice"))] == ["wf5"]
+    assert [r.target for r in audit.audit(AuditQuery(action="workflow.suspend", limit=2))] == [
+        "wf4",
+        "wf3",
+    ]
+    assert [r.target for r in audit.audit(AuditQuery(target="wf2"))] == ["wf2"]
+    since = audit.audit(
+        AuditQuery(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
+    )
     assert [r.target for r in since] == ["wf4", "wf3"]
-    page = audit.audit(before_id=rows[2].id, limit=2)
+    page = audit.audit(AuditQuery(before_id=rows[2].id, limit=2))
     assert [r.target for r in page] == ["wf2", "wf1"]
+
+
+def test_rows_appended_together_are_one_transaction_in_order(store: Store):
+    assert store.access.append_audit() == []
+    ids = store.access.append_audit(entry(1), entry(2), entry(3))
+    assert len(ids) == 3 and ids == sorted(ids)
+    assert [r.target for r in store.access.audit()] == ["wf3", "wf2", "wf1"]
 
 
 def test_retention_prunes_only_old_rows(store: Store):
